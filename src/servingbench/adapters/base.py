@@ -1,0 +1,109 @@
+"""The adapter interface: what a framework module describes. It never manages processes or load.
+
+An adapter says how to package a model for its framework, how to launch the server (argv, env,
+readiness URL), how to encode a sample into an HTTP request and how to decode the answer.
+The launcher, load engines, statistics and reports are shared and never branch on a framework.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from servingbench.config import Study
+from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Can this framework run on this host? If not: why, and how to fix it."""
+
+    ok: bool
+    reason: str = ""
+    details: dict[str, str] = field(default_factory=dict)  # versions, binary paths, backends
+
+
+@dataclass(frozen=True)
+class Ports:
+    http: int
+    grpc: int
+    metrics: int
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A model packaged for one framework inside the run folder."""
+
+    framework: str
+    model: str
+    path: Path
+    files: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How to start a server and know it is ready. `argv` None: nothing to start (external server)."""
+
+    base_url: str
+    ready_url: str
+    argv: tuple[str, ...] | None = None
+    env: dict[str, str] = field(default_factory=dict)  # added to the launcher's base environment
+    cwd: Path | None = None
+    ready_status: int | None = 200  # None: any HTTP answer means reachable (external servers)
+    ready_timeout_s: float | None = None  # None: the study's server.startup_timeout_s
+
+
+@dataclass(frozen=True)
+class PreparedRequest:
+    """One request, fully encoded before timing starts."""
+
+    method: str
+    path: str
+    body: bytes
+    headers: dict[str, str]
+    sample: str
+
+
+class Adapter(ABC):
+    """One framework. Subclasses set `name` and `description` and register in adapters/__init__.py."""
+
+    name: ClassVar[str]
+    description: ClassVar[str]
+    launches_server: ClassVar[bool] = True
+
+    def __init__(self, study: Study):
+        self.study = study
+        self.options: dict[str, Any] = study.server.options.get(self.name, {})
+
+    @abstractmethod
+    def availability(self) -> Availability:
+        """Installed here? Checked before any packaging so a missing piece fails early and clearly."""
+
+    def unsupported_reason(self, model: ModelSpec) -> str | None:
+        """None when this framework can serve the model, else why not (the cell becomes 'unsupported')."""
+        return None
+
+    @abstractmethod
+    def package(self, model: ModelSpec, loaded: LoadedModel, workdir: Path) -> Artifact:
+        """Write what the framework serves (archive, repository, export) under workdir."""
+
+    @abstractmethod
+    def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
+        """The server's command line, environment and readiness check."""
+
+    @abstractmethod
+    def request(self, model: ModelSpec, sample: Sample) -> PreparedRequest:
+        """Encode one sample as the framework's request."""
+
+    @abstractmethod
+    def decode(self, model: ModelSpec, status: int, body: bytes) -> Output | None:
+        """The task output from a response; None when this framework's answer can't be compared."""
+
+    def scrape_metrics(self, launch: LaunchSpec, ports: Ports) -> dict[str, float]:
+        """Cumulative server-side counters, read before and after each trial.
+
+        Name them `requests_total` and `<stage>_us_total` (e.g. `queue_us_total`,
+        `inference_us_total`): the per-trial mean `<stage>_ms_mean` is then derived for every framework.
+        """
+        return {}

@@ -1,0 +1,1 @@
+"""Statistics: per-trial summaries from raw records, per-cell estimates across repetitions."""

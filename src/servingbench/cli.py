@@ -1,0 +1,270 @@
+"""The `servingbench` command line. Bad input ends in one line on stderr and a non-zero exit."""
+from __future__ import annotations
+
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+import servingbench
+from servingbench.config import EndpointSettings, LoadSettings, load_study, preset_names
+from servingbench.errors import ServerStartError, ServingbenchError
+
+EXIT_BAD_INPUT = 2
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+def _int_list(ctx, param, value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        numbers = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated integers like 1,10,25, got '{value}'") from None
+    if not numbers or any(n < 1 for n in numbers):
+        raise click.BadParameter("user counts must be positive integers")
+    return numbers
+
+
+def _name_list(ctx, param, value: str | None) -> list[str] | None:
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(servingbench.__version__, prog_name="servingbench")
+def cli() -> None:
+    """Benchmark ML serving frameworks on real models: speed, reliability, usability."""
+
+
+_load_options = [
+    click.option("--users", callback=_int_list, help="closed-loop users per level, e.g. 1,10,25,50,75,100"),
+    click.option("--repetitions", type=click.IntRange(min=1), help="trials per level"),
+    click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="seconds measured per trial"),
+    click.option("--warmup", type=click.FloatRange(min=0), help="seconds of warm-up before each trial"),
+]
+
+
+def load_options(func):
+    for option in reversed(_load_options):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@click.argument("study", required=False)
+@click.option("--out", type=click.Path(path_type=Path), help="results folder (default results/<timestamp>)")
+@click.option("--frameworks", callback=_name_list, help="comma-separated, e.g. reference,torchserve")
+@click.option("--models", callback=_name_list, help="comma-separated, e.g. resnet50,wav2vec2-truncated")
+@load_options
+@click.option("--size", type=click.Choice(["tiny", "real"]), help="model size")
+@click.option("--weights", help="random | pretrained | a local model directory")
+@click.option("--threads", type=click.IntRange(min=1), help="intra-op threads per model worker")
+def run(study, out, frameworks, models, users, repetitions, duration, warmup, size, weights, threads) -> None:
+    """Run a STUDY: a preset (smoke, quick [default], study) or a YAML file."""
+    from servingbench.display import Display
+    from servingbench.orchestrate.study import StudyRunner
+    from servingbench.results.store import default_results_dir
+
+    resolved = load_study(study, {
+        "frameworks": frameworks, "models": models, "size": size, "weights": weights,
+        "load.users": users, "load.repetitions": repetitions, "load.duration_s": duration,
+        "load.warmup_s": warmup, "server.threads": threads,
+    })
+    display = Display()
+    runner = StudyRunner(resolved, out or default_results_dir(), display)
+    display.stage(f"study '{resolved.name}' → {runner.results.path}")
+    try:
+        summary = runner.run()
+    except KeyboardInterrupt:
+        runner.interrupted()
+        display.console.print(f"interrupted: the trials that finished are in {runner.results.path}")
+        sys.exit(EXIT_INTERRUPTED)
+    display.final(summary)
+    display.console.print(f"results: {runner.results.path} (tables in {runner.results.path / 'tables'})")
+
+
+@cli.command()
+@click.argument("directory", type=click.Path(path_type=Path))
+def report(directory: Path) -> None:
+    """Re-render tables from a saved results DIRECTORY."""
+    from servingbench.display import Display
+    from servingbench.outputs.render import render_outputs
+    from servingbench.results.store import load_summary
+
+    written = render_outputs(directory)
+    Display(Console()).final(load_summary(directory))
+    click.echo(f"wrote {len(written)} files under {directory / 'tables'}")
+
+
+@cli.command(name="list")
+def list_command() -> None:
+    """Frameworks (and whether they run here), models and presets."""
+    from servingbench.adapters import adapter_names, get_adapter
+    from servingbench.config import Study
+    from servingbench.models import MODELS
+
+    console = Console()
+    frameworks = Table(title="frameworks", title_justify="left")
+    for column in ("name", "available here", "what"):
+        frameworks.add_column(column)
+    for name in adapter_names():
+        adapter = get_adapter(name, Study())
+        available = adapter.availability()
+        frameworks.add_row(name, "yes" if available.ok else f"no: {available.reason}", adapter.description)
+    console.print(frameworks)
+    models = Table(title="models", title_justify="left")
+    for column in ("name", "task", "pretrained weights"):
+        models.add_column(column)
+    for name, spec in MODELS.items():
+        models.add_row(name, spec.task, spec.hub_id or "shipped with its package")
+    console.print(models)
+    presets = Table(title="presets (servingbench run PRESET)", title_justify="left")
+    presets.add_column("name")
+    presets.add_column("what")
+    for name in preset_names():
+        text = resources.files("servingbench.presets").joinpath(f"{name}.yaml").read_text()
+        first = next((line.lstrip("# ") for line in text.splitlines() if line.startswith("#")), "")
+        presets.add_row(name, first)
+    console.print(presets)
+
+
+@cli.command()
+@click.argument("framework")
+@click.argument("model")
+@click.option("--size", type=click.Choice(["tiny", "real"]), default="tiny", show_default=True)
+@click.option("--weights", default="default", help="random | pretrained | a local model directory")
+@click.option("--port", type=click.IntRange(1, 65535), help="HTTP port (default: a free one)")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("serve"), show_default=True,
+              help="folder for the packaged model and the server log")
+def serve(framework, model, size, weights, port, threads, out) -> None:
+    """Package MODEL for FRAMEWORK, start the server and keep it up until Ctrl-C."""
+    from servingbench.adapters import get_adapter
+    from servingbench.adapters.base import Ports
+    from servingbench.config import Study
+    from servingbench.display import Display
+    from servingbench.launch.ports import ensure_port_free, free_ports
+    from servingbench.launch.server import running_server
+    from servingbench.models import get_model
+
+    study = load_study("smoke", {"frameworks": [framework], "models": [model], "size": size,
+                                 "weights": weights, "server.threads": threads})
+    adapter = get_adapter(framework, study)
+    spec = get_model(model, size, weights, study.seed)
+    availability = adapter.availability()
+    if not availability.ok:
+        raise ServingbenchError(f"{framework} is not available here: {availability.reason}")
+    reason = adapter.unsupported_reason(spec)
+    if reason:
+        raise ServingbenchError(f"{framework} cannot serve {model}: {reason}")
+    display = Display()
+    http, grpc, metrics = free_ports(3)
+    ports = Ports(ensure_port_free(port) if port else http, grpc, metrics)
+    run_dir = out.resolve() / framework / model
+    display.stage(f"building {model} ({size}) and packaging it for {framework} in {run_dir}")
+    artifact = adapter.package(spec, spec.load(), run_dir)
+    launch = adapter.launch_spec(artifact, ports, run_dir)
+    with running_server(launch, run_dir / "server.log", f"{framework} server", study.server.startup_timeout_s) as proc:
+        sample = spec.samples()[0]
+        request = adapter.request(spec, sample)
+        display.stage(f"{framework} serves {model} at {launch.base_url} (log: {run_dir / 'server.log'})")
+        click.echo(f"try: {request.method} {launch.base_url}{request.path} with a {sample.content_type} body")
+        click.echo("Ctrl-C stops it.")
+        try:
+            while proc is None or proc.exited() is None:
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            click.echo("stopping")
+            return
+        raise ServerStartError(f"{framework} server exited with code {proc.exited()}", proc.log_tail())
+
+
+@cli.command()
+@click.argument("url")
+@click.option("--payload", type=click.Path(path_type=Path, dir_okay=False), help="file sent as the request body")
+@click.option("--method", type=click.Choice(["GET", "POST", "PUT"], case_sensitive=False), default="POST",
+              show_default=True)
+@click.option("--content-type", help="Content-Type of the payload")
+@click.option("--header", "headers", multiple=True, help="extra header, 'Name: value' (repeatable)")
+@load_options
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
+              help="seconds before a request counts as failed")
+@click.option("--out", type=click.Path(path_type=Path), help="results folder (default results/<timestamp>)")
+def load(url, payload, method, content_type, headers, users, repetitions, duration, warmup, timeout, out) -> None:
+    """Load-test any running HTTP endpoint at URL with closed-loop users."""
+    from servingbench.display import Display
+    from servingbench.orchestrate.load_url import load_url
+    from servingbench.results.store import ResultsDir, default_results_dir
+
+    parsed_headers = {}
+    for header in headers:
+        name, sep, value = header.partition(":")
+        if not sep or not name.strip():
+            raise ServingbenchError(f"--header must look like 'Name: value', got '{header}'")
+        parsed_headers[name.strip()] = value.strip()
+    if payload is not None and not payload.is_file():
+        raise ServingbenchError(f"payload file not found: {payload}")
+    settings = EndpointSettings(url=url, method=method.upper(), payload=payload, content_type=content_type,
+                                headers=parsed_headers)
+    load_settings = LoadSettings(users=users or [1, 10], repetitions=repetitions or 1,
+                                 duration_s=duration or 10.0, warmup_s=2.0 if warmup is None else warmup,
+                                 request_timeout_s=timeout)
+    display = Display()
+    results = ResultsDir.create(out or default_results_dir())
+    summary = load_url(settings, load_settings, results, display)
+    display.final(summary)
+    display.console.print(f"results: {results.path}")
+
+
+@cli.command()
+def assets() -> None:
+    """Fetch the offline tokenizer assets (GPT-2 BPE for BART) into the cache, once."""
+    from servingbench.models.assets import ensure_assets
+
+    for name, path in ensure_assets(progress=click.echo).items():
+        click.echo(f"{name}: {path}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from servingbench.launch.process import install_cleanup, stop_all
+
+    install_cleanup()
+    debug = "--debug" in (argv if argv is not None else sys.argv)
+    args = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--debug"]
+    try:
+        cli.main(args=args, prog_name="servingbench", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except click.ClickException as exc:
+        exc.show()
+        return EXIT_BAD_INPUT
+    except ServerStartError as exc:
+        click.echo(f"servingbench: error: {exc}", err=True)
+        if exc.log_tail:
+            click.echo("last server log lines:\n" + exc.log_tail, err=True)
+        return EXIT_FAILED
+    except ServingbenchError as exc:
+        click.echo(f"servingbench: error: {exc}", err=True)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: one line by default, the traceback with --debug
+        if debug:
+            raise
+        click.echo(f"servingbench: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",
+                   err=True)
+        return EXIT_FAILED
+    finally:
+        stop_all()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,133 @@
+"""Study configuration: pydantic models, built-in presets, YAML files and CLI overrides."""
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from servingbench.errors import ServingbenchError
+
+STUDY_USERS = [1, 10, 25, 50, 75, 100]  # the reference study's user counts (section 4.6)
+
+
+class _Strict(BaseModel):
+    # A misspelt field must be an error that names it, not a silently ignored key.
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoadSettings(_Strict):
+    """The study's closed loop: users per level, warm-up, fixed duration, repetitions."""
+
+    users: list[int] = Field(default_factory=lambda: list(STUDY_USERS))
+    repetitions: int = Field(5, ge=1)
+    duration_s: float = Field(60.0, gt=0)
+    warmup_s: float = Field(10.0, ge=0)
+    request_timeout_s: float = Field(120.0, gt=0)
+
+    @field_validator("users")
+    @classmethod
+    def _positive_users(cls, users: list[int]) -> list[int]:
+        if not users or any(u < 1 for u in users):
+            raise ValueError("must be a non-empty list of positive user counts")
+        return users
+
+
+class ServerSettings(_Strict):
+    """Settings that reach every framework; adapters read framework-specific ones from `options`."""
+
+    threads: int = Field(1, ge=1, description="intra-op threads per model worker (1 on a shared CPU host)")
+    workers: int = Field(1, ge=1)
+    startup_timeout_s: float = Field(300.0, gt=0)
+    options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-framework extras")
+
+
+class EndpointSettings(_Strict):
+    """A server someone else runs: where it is and what to send."""
+
+    url: str
+    method: Literal["GET", "POST", "PUT"] = "POST"
+    payload: Path | None = None
+    content_type: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class Study(_Strict):
+    name: str = "custom"
+    frameworks: list[str] = Field(default_factory=lambda: ["reference"])
+    models: list[str] = Field(default_factory=lambda: ["resnet50"])
+    size: Literal["tiny", "real"] = "tiny"
+    weights: str = "default"
+    seed: int = 0
+    check_correctness: bool = True
+    inprocess_iterations: int = Field(20, ge=0, description="in-process predictions timed per model")
+    load: LoadSettings = Field(default_factory=LoadSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    endpoint: EndpointSettings | None = None
+
+    @field_validator("frameworks", "models")
+    @classmethod
+    def _non_empty(cls, names: list[str]) -> list[str]:
+        if not names:
+            raise ValueError("must name at least one")
+        return names
+
+
+def preset_names() -> list[str]:
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("servingbench.presets").iterdir()
+                  if p.name.endswith(".yaml"))
+
+
+def _read_yaml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}" if where else ""
+        raise ServingbenchError(f"{origin}: invalid YAML{line}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ServingbenchError(f"{origin}: a study file must be a mapping of fields, got {type(data).__name__}")
+    return data
+
+
+def _validate(data: dict[str, Any], origin: str) -> Study:
+    try:
+        return Study.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        more = f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+        raise ServingbenchError(f"{origin}: field '{field}': {err['msg']}{more}") from None
+
+
+def load_study(name_or_path: str | None, overrides: dict[str, Any] | None = None) -> Study:
+    """A preset name or a YAML path, with CLI overrides (dotted keys, e.g. "load.users") applied on top."""
+    name_or_path = name_or_path or "quick"
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ServingbenchError(f"study file not found: {path}")
+        data, origin = _read_yaml(path.read_text(), str(path)), str(path)
+    elif name_or_path in preset_names():
+        text = resources.files("servingbench.presets").joinpath(f"{name_or_path}.yaml").read_text()
+        data, origin = _read_yaml(text, f"preset {name_or_path}"), f"preset {name_or_path}"
+    else:
+        raise ServingbenchError(
+            f"unknown study '{name_or_path}': not a file; presets are {', '.join(preset_names())}")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        target = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            target = target.setdefault(key, {})
+        target[leaf] = value
+    return _validate(data, origin)
+
+
+def dump_study(study: Study) -> str:
+    return yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,84 @@
+"""What a person sees during a run: stages, a live bar per trial, one line per result, a final table."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from servingbench.results.schema import CellSummary, Summary, TrialSummary
+
+TrialProgress = Callable[[dict], None]
+
+
+def _fmt(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+class Display:
+    def __init__(self, console: Console | None = None):
+        # soft_wrap: result lines stay whole in CI logs and pipes instead of folding at 80 columns.
+        self.console = console or Console(stderr=True, soft_wrap=True)
+
+    def stage(self, text: str) -> None:
+        self.console.print(f"[bold cyan]•[/] {text}", highlight=False)
+
+    def warn(self, text: str) -> None:
+        self.console.print(f"[yellow]warning:[/] {text}", highlight=False)
+
+    @contextmanager
+    def trial(self, label: str, total_s: float) -> Iterator[TrialProgress]:
+        """A live bar over the trial's expected length, showing requests recorded so far."""
+        columns = (TextColumn("  {task.description}"), BarColumn(), TextColumn("{task.fields[done]} requests"),
+                   TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=True) as bar:
+            task = bar.add_task(label, total=total_s, done=0)
+            start = time.monotonic()
+
+            def update(progress: dict) -> None:
+                bar.update(task, completed=min(time.monotonic() - start, total_s),
+                           done=progress.get("done", 0))
+
+            yield update
+
+    def trial_done(self, label: str, trial: TrialSummary) -> None:
+        lat = trial.latency_ms
+        self.console.print(
+            f"  {label}: {trial.throughput_rps:.2f} req/s, p50 {_fmt(lat and lat.p50)} ms, "
+            f"p99 {_fmt(lat and lat.p99)} ms, {trial.failed} failed", highlight=False)
+        for warning in trial.warnings:
+            self.warn(warning)
+
+    def cell_not_run(self, cell: CellSummary) -> None:
+        self.console.print(f"  [red]{cell.framework} / {cell.model}: {cell.status}[/]: {cell.reason}", highlight=False)
+        if cell.log_tail:
+            self.console.print(cell.log_tail, style="dim", markup=False, highlight=False)
+
+    def final(self, summary: Summary) -> None:
+        for model in dict.fromkeys(c.model for c in summary.cells):
+            cells = [c for c in summary.cells if c.model == model]
+            users = sorted({c.users for c in cells})
+            table = Table(title=f"{model}: throughput req/s (p50 / p99 ms)", title_justify="left")
+            table.add_column("framework")
+            for u in users:
+                table.add_column(f"{u} users", justify="right")
+            by_key = {(c.framework, c.users): c for c in cells}
+            for fw in dict.fromkeys(c.framework for c in cells):
+                table.add_row(fw, *(_cell_text(by_key.get((fw, u))) for u in users))
+            self.console.print(table)
+        info = [m for m in summary.models if m.inprocess_latency_ms]
+        if info:
+            self.console.print("in-process latency (the floor for any server): " + ", ".join(
+                f"{m.name} p50 {m.inprocess_latency_ms.p50:.1f} ms" for m in info), highlight=False)
+
+
+def _cell_text(cell: CellSummary | None) -> str:
+    if cell is None:
+        return ""
+    if cell.status != "ok":
+        return cell.status
+    tp = cell.throughput_rps.mean if cell.throughput_rps else None
+    return f"{_fmt(tp, 2)} ({_fmt(cell.latency_ms.get('p50'))} / {_fmt(cell.latency_ms.get('p99'))})"

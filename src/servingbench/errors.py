@@ -1,0 +1,13 @@
+"""Errors a user can act on. The CLI prints them as one line and exits non-zero."""
+
+
+class ServingbenchError(Exception):
+    """A problem with the user's input or environment, explained in one line."""
+
+
+class ServerStartError(ServingbenchError):
+    """A server process exited or never became ready; carries its last log lines."""
+
+    def __init__(self, message: str, log_tail: str = ""):
+        super().__init__(message)
+        self.log_tail = log_tail

@@ -1,0 +1,146 @@
+"""Child processes that never outlive servingbench.
+
+Each child runs in its own session (process group), with its output in a log file. Stopping sends
+SIGTERM to the whole group, then SIGKILL after a grace period. Every live child is tracked, and an
+atexit hook plus a SIGTERM handler stop them all, so neither Ctrl-C, an exception nor a kill of
+servingbench itself leaves a server behind.
+"""
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Callable, Sequence
+
+from servingbench.errors import ServerStartError
+
+_LIVE: set["ManagedProcess"] = set()
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class ManagedProcess:
+    """A child process in its own process group, logging to `log_path`."""
+
+    def __init__(self, argv: Sequence[str], log_path: Path, env: dict[str, str] | None = None,
+                 cwd: Path | None = None, name: str = "process"):
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = env
+        self.cwd = cwd
+        self.name = name
+        self.popen: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.popen.pid if self.popen else None
+
+    def start(self) -> "ManagedProcess":
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as log:
+            try:
+                self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
+                                              stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
+                                              start_new_session=True)
+            except OSError as exc:
+                raise ServerStartError(f"{self.name}: cannot start {self.argv[0]}: {exc.strerror}") from None
+        _LIVE.add(self)
+        return self
+
+    def exited(self) -> int | None:
+        return self.popen.poll() if self.popen else None
+
+    def log_tail(self, lines: int = 20) -> str:
+        return tail(self.log_path, lines)
+
+    def stop(self, grace_s: float = 10.0) -> None:
+        """SIGTERM to the process group, SIGKILL what is left after `grace_s`."""
+        if self.popen is None:
+            return
+        pgid = self.popen.pid  # start_new_session: the child leads its own group
+        _signal_group(pgid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            pass
+        # Workers of a server (e.g. TorchServe's Python workers) may outlive their parent.
+        _signal_group(pgid, signal.SIGKILL)
+        try:
+            self.popen.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+        _LIVE.discard(self)
+
+    def __enter__(self) -> "ManagedProcess":
+        return self.start() if self.popen is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def wait_ready(proc: ManagedProcess | None, url: str, timeout_s: float, expect_status: int | None = 200,
+               on_wait: Callable[[float], None] | None = None) -> float:
+    """Poll `url` until it answers `expect_status` (None: any HTTP answer); returns seconds waited.
+
+    Fails early when the process exits, and with the last log lines when the timeout passes
+    (a server can hang while loading, e.g. Triton with a broken library path).
+    """
+    start = time.monotonic()
+    last_error = "no answer yet"
+    while True:
+        waited = time.monotonic() - start
+        if proc is not None and proc.exited() is not None:
+            raise ServerStartError(f"{proc.name} exited with code {proc.exited()} before it was ready",
+                                   proc.log_tail())
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if expect_status in (None, resp.status):
+                    return waited
+                last_error = f"HTTP {resp.status}"
+        except urllib.error.HTTPError as exc:
+            last_error = f"HTTP {exc.code}"
+            if expect_status in (None, exc.code):
+                return waited
+        except (urllib.error.URLError, OSError) as exc:
+            last_error = str(getattr(exc, "reason", exc))
+        if waited > timeout_s:
+            what = proc.name if proc else url
+            log = proc.log_tail() if proc else ""
+            raise ServerStartError(f"{what} not ready after {timeout_s:.0f} s at {url} ({last_error})", log)
+        if on_wait:
+            on_wait(waited)
+        time.sleep(0.2)
+
+
+def stop_all() -> None:
+    for proc in list(_LIVE):
+        proc.stop(grace_s=5)
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
+    # Turn SIGTERM into the same unwinding as Ctrl-C, so `with` blocks stop their children.
+    raise KeyboardInterrupt
+
+
+def install_cleanup() -> None:
+    """Called once by the CLI: stop every child on exit and on SIGTERM."""
+    atexit.register(stop_all)
+    signal.signal(signal.SIGTERM, _on_sigterm)

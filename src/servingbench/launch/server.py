@@ -1,0 +1,25 @@
+"""Bring up what a LaunchSpec describes, wait until it is ready, and always take it down."""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+from servingbench.adapters.base import LaunchSpec
+from servingbench.launch.process import ManagedProcess, wait_ready
+
+
+@contextmanager
+def running_server(spec: LaunchSpec, log_path: Path, name: str, timeout_s: float,
+                   on_wait: Callable[[float], None] | None = None) -> Iterator[ManagedProcess | None]:
+    """Yields the server process (None for an external server) once `spec.ready_url` answers."""
+    timeout_s = spec.ready_timeout_s or timeout_s
+    if spec.argv is None:
+        wait_ready(None, spec.ready_url, timeout_s, spec.ready_status, on_wait)
+        yield None
+        return
+    proc = ManagedProcess(spec.argv, log_path, env={**os.environ, **spec.env}, cwd=spec.cwd, name=name)
+    with proc:
+        wait_ready(proc, spec.ready_url, timeout_s, spec.ready_status, on_wait)
+        yield proc

@@ -1,0 +1,1 @@
+"""Load engines: send prepared requests, record one RequestRecord per request."""

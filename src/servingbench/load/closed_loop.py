@@ -1,0 +1,100 @@
+"""Run one closed-loop trial in a Locust worker process and hand back its measurement window."""
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from servingbench.adapters.base import PreparedRequest
+from servingbench.errors import ServingbenchError
+from servingbench.launch.process import ManagedProcess
+
+
+@dataclass(frozen=True)
+class ClosedLoopPlan:
+    trial_id: str
+    base_url: str
+    requests: list[PreparedRequest]
+    users: int
+    warmup_s: float
+    duration_s: float
+    request_timeout_s: float
+
+
+@dataclass(frozen=True)
+class TrialWindow:
+    """When the measurement window opened and closed (perf_counter_ns) and what the generator used."""
+
+    measure_start_ns: int
+    measure_end_ns: int
+    wall_anchor_ns: int
+    perf_anchor_ns: int
+    records: int
+    load_cpu_percent: float
+
+    @property
+    def duration_s(self) -> float:
+        return (self.measure_end_ns - self.measure_start_ns) / 1e9
+
+
+Progress = Callable[[dict], None]
+
+
+def run_closed_loop(plan: ClosedLoopPlan, records_path: Path, work_dir: Path,
+                    on_progress: Progress | None = None) -> TrialWindow:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    plan_path = work_dir / f"{plan.trial_id}.plan.json"
+    result_path = work_dir / f"{plan.trial_id}.result.json"
+    result_path.unlink(missing_ok=True)
+    plan_path.write_text(json.dumps({
+        "trial_id": plan.trial_id,
+        "base_url": plan.base_url,
+        "users": plan.users,
+        "warmup_s": plan.warmup_s,
+        "duration_s": plan.duration_s,
+        "request_timeout_s": plan.request_timeout_s,
+        "records_path": str(records_path),
+        "result_path": str(result_path),
+        "requests": [{"method": r.method, "path": r.path, "headers": r.headers,
+                      "body": base64.b64encode(r.body).decode()} for r in plan.requests],
+    }))
+    log_path = work_dir / f"{plan.trial_id}.log"
+    worker = ManagedProcess([sys.executable, "-m", "servingbench.load.locust_worker", str(plan_path)],
+                            log_path, name="load generator")
+    # Spawning, warm-up, window, draining in-flight requests, plus slack for imports and writing.
+    limit_s = plan.warmup_s + plan.duration_s + plan.request_timeout_s + 90
+    with worker:
+        start = time.monotonic()
+        while worker.exited() is None:
+            if time.monotonic() - start > limit_s:
+                raise ServingbenchError(f"load generator for {plan.trial_id} did not finish in {limit_s:.0f} s")
+            if on_progress:
+                on_progress(_last_progress(log_path))
+            time.sleep(0.25)
+    if worker.exited() != 0 or not result_path.exists():
+        last_line = (worker.log_tail(5).strip().splitlines() or ["no output"])[-1]
+        raise ServingbenchError(f"load generator failed (exit {worker.exited()}): {last_line}; log: {log_path}")
+    result = json.loads(result_path.read_text())
+    return TrialWindow(result["measure_start_ns"], result["measure_end_ns"], result["wall_anchor_ns"],
+                       result["perf_anchor_ns"], result["records"], result["load_cpu_percent"])
+
+
+def _last_progress(log_path: Path) -> dict:
+    try:
+        with open(log_path, "rb") as log:
+            log.seek(0, 2)
+            log.seek(max(0, log.tell() - 4096))
+            lines = log.read().decode(errors="replace").splitlines()
+    except OSError:
+        return {}
+    for line in reversed(lines):
+        if line.startswith("PROGRESS "):
+            try:
+                return json.loads(line[len("PROGRESS "):])
+            except json.JSONDecodeError:
+                return {}
+    return {}

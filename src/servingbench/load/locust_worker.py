@@ -1,0 +1,154 @@
+"""The closed-loop load generator process: Locust users that time every request themselves.
+
+Run as `python -m servingbench.load.locust_worker PLAN.json`. It lives in its own process because
+Locust monkey-patches the standard library with gevent. Each virtual user keeps one keep-alive
+connection and sends its next request as soon as the previous answer arrives (no wait time, as
+in the study). Locust rounds its own response times, so users append exact perf_counter_ns
+timings to a list that a flusher writes to Parquet every second.
+"""
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import gevent
+from geventhttpclient import HTTPClient
+from geventhttpclient.url import URL
+from locust import User, task
+from locust.env import Environment
+from locust.exception import StopUser
+
+from servingbench.load.records import RawRow, RecordWriter
+
+FLUSH_INTERVAL_S = 1.0
+
+
+class Trial:
+    """Shared state of one trial: the plan, the window and the rows not yet written."""
+
+    def __init__(self, plan: dict):
+        self.plan = plan
+        self.url = URL(plan["base_url"])
+        self.requests = [(r["method"], r["path"], base64.b64decode(r["body"]), r["headers"]) for r in plan["requests"]]
+        self.rows: list[RawRow] = []
+        self.measure_start_ns: int | None = None
+        self.stop_sending_ns: int | None = None  # users send nothing after this instant
+        self.user_ids = itertools.count()
+        self.active_users = 0
+
+
+def make_user_class(trial: Trial) -> type[User]:
+    timeout = trial.plan["request_timeout_s"]
+    perf_ns = time.perf_counter_ns
+
+    class ClosedLoopUser(User):
+        # Every request is recorded by the user itself; Locust only spawns and runs users.
+        @task
+        def send_until_window_closes(self) -> None:
+            worker_id = next(trial.user_ids)
+            trial.active_users += 1
+            client = HTTPClient.from_url(trial.url, concurrency=1, connection_timeout=timeout,
+                                         network_timeout=timeout)
+            requests = trial.requests
+            rows = trial.rows
+            index = worker_id % len(requests)  # users start on different samples
+            try:
+                while trial.stop_sending_ns is None or perf_ns() < trial.stop_sending_ns:
+                    method, path, body, headers = requests[index]
+                    error = None
+                    status = 0
+                    received = 0
+                    sent = perf_ns()
+                    try:
+                        response = client.request(method, path, body=body, headers=headers)
+                        received = len(response.read())
+                        status = response.status_code
+                        response.release()
+                    except (gevent.Timeout, TimeoutError):
+                        error = "timeout"
+                    except Exception as exc:  # every failure is a record, never a crash
+                        error = f"{type(exc).__name__}: {exc}"[:200] or type(exc).__name__
+                    end = perf_ns()
+                    if error is None and not 200 <= status < 300:
+                        error = f"HTTP {status}"
+                    rows.append((worker_id, index, sent, end, status, error, len(body), received))
+                    index = (index + 1) % len(requests)
+            finally:
+                client.close()
+                trial.active_users -= 1
+            raise StopUser()
+
+    return ClosedLoopUser
+
+
+def flush_forever(trial: Trial, writer: RecordWriter) -> None:
+    while True:
+        gevent.sleep(FLUSH_INTERVAL_S)
+        flush(trial, writer)
+
+
+def flush(trial: Trial, writer: RecordWriter) -> None:
+    # Copy-and-clear keeps the list object the users append to; no greenlet switch happens in between.
+    rows = trial.rows[:]
+    trial.rows.clear()
+    writer.write(rows, trial.measure_start_ns)
+    failed = sum(1 for r in rows if r[5] is not None)
+    print("PROGRESS " + json.dumps({"done": writer.rows_written, "failed_in_batch": failed,
+                                    "phase": "measure" if trial.measure_start_ns else "warmup"}), flush=True)
+
+
+def run(plan: dict) -> dict:
+    trial = Trial(plan)
+    writer = RecordWriter(Path(plan["records_path"]), plan["trial_id"])
+    env = Environment(user_classes=[make_user_class(trial)])
+    runner = env.create_local_runner()
+    cpu_before = os.times()
+    users = plan["users"]
+    runner.start(users, spawn_rate=100)  # Locust warns above 100/s; warm-up starts once all run
+    flusher = gevent.spawn(flush_forever, trial, writer)
+    deadline = time.monotonic() + 30
+    while trial.active_users < users and time.monotonic() < deadline:
+        gevent.sleep(0.005)
+    gevent.sleep(plan["warmup_s"])
+    trial.measure_start_ns = time.perf_counter_ns()
+    wall_anchor_ns = time.time_ns()
+    cpu_at_start = os.times()
+    trial.stop_sending_ns = trial.measure_start_ns + int(plan["duration_s"] * 1e9)
+    gevent.sleep(plan["duration_s"])
+    cpu_at_end = os.times()
+    # Let requests already sent finish (they belong to the window), bounded by the request timeout.
+    drain_deadline = time.monotonic() + plan["request_timeout_s"] + 5
+    while trial.active_users > 0 and time.monotonic() < drain_deadline:
+        gevent.sleep(0.01)
+    runner.quit()
+    flusher.kill()
+    flush(trial, writer)
+    writer.close()
+    busy_s = (cpu_at_end.user - cpu_at_start.user) + (cpu_at_end.system - cpu_at_start.system)
+    return {
+        "measure_start_ns": trial.measure_start_ns,
+        "measure_end_ns": trial.stop_sending_ns,
+        "wall_anchor_ns": wall_anchor_ns,
+        "perf_anchor_ns": trial.measure_start_ns,
+        "users_started": next(trial.user_ids),
+        "records": writer.rows_written,
+        "load_cpu_percent": 100.0 * busy_s / plan["duration_s"],
+        "total_cpu_s": (cpu_at_end.user - cpu_before.user) + (cpu_at_end.system - cpu_before.system),
+    }
+
+
+def main(argv: list[str]) -> int:
+    plan_path = Path(argv[1])
+    plan = json.loads(plan_path.read_text())
+    result = run(plan)
+    Path(plan["result_path"]).write_text(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,89 @@
+"""What every model of the zoo provides: samples on the wire, a loaded model, reference outputs.
+
+A model is described once here and packaged by each framework adapter. Wire formats are the
+study's: raw image bytes (JPEG/PNG), raw WAV audio, UTF-8 text.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+Size = Literal["tiny", "real"]
+
+# Output is a JSON-able dict; its keys depend on the task:
+#   image-classification: {"top5": [[class_id, label, score], ...], "logits": [float, ...]}
+#   speech-recognition:   {"text": str, "token_ids": [int, ...]}
+#   summarization:        {"text": str, "token_ids": [int, ...]}
+Output = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One request input in its wire form, ready to send."""
+
+    name: str
+    data: bytes
+    content_type: str  # "image/jpeg", "audio/wav", "text/plain; charset=utf-8"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Whether a served output matches the in-process reference, and why not."""
+
+    ok: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where weights come from: "random" (seeded), "pretrained" (hub id) or a local directory."""
+
+    kind: Literal["random", "pretrained", "path"]
+    path: Path | None = None
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, text: str, seed: int = 0) -> "WeightsSource":
+        if text in ("random", "pretrained"):
+            return cls(kind=text, seed=seed)  # type: ignore[arg-type]
+        return cls(kind="path", path=Path(text).expanduser(), seed=seed)
+
+    def __str__(self) -> str:
+        return str(self.path) if self.kind == "path" else self.kind
+
+
+class LoadedModel(ABC):
+    """A model ready to run in this process: preprocessing, forward pass, postprocessing."""
+
+    @abstractmethod
+    def predict(self, data: bytes) -> Output:
+        """Wire bytes in, task output out (preprocess + forward + postprocess)."""
+
+    @abstractmethod
+    def save(self, directory: Path) -> Path:
+        """Write weights + processor with save_pretrained (loadable offline); returns directory."""
+
+
+@dataclass
+class ModelSpec(ABC):
+    """A model of the zoo at one size with one weights source."""
+
+    name: ClassVar[str]
+    task: ClassVar[str]
+    hub_id: ClassVar[str | None]  # what --weights pretrained downloads
+    size: Size = "tiny"
+    weights: WeightsSource = field(default_factory=lambda: WeightsSource("random"))
+
+    @abstractmethod
+    def load(self) -> LoadedModel:
+        """Build (random, seeded) or load (pretrained / path) the model; eval mode, no grad."""
+
+    @abstractmethod
+    def samples(self) -> list[Sample]:
+        """Real inputs in wire form (deterministic, built offline)."""
+
+    @abstractmethod
+    def compare(self, expected: Output, actual: Output) -> Verdict:
+        """Does a served output match the in-process reference output?"""

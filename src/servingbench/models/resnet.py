@@ -1,0 +1,29 @@
+"""ResNet50 (the study's image model), as transformers builds it: same layout as torchvision's."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from .base import LoadedModel
+from .tasks import ImageClassificationSpec
+
+CONFIGS = {
+    "real": {},  # ResNetConfig's defaults are ResNet50: 25.6M parameters
+    "tiny": {"embedding_size": 16, "hidden_sizes": [16, 32, 64, 128], "depths": [1, 1, 1, 1]},
+}
+
+
+class ResNet50(ImageClassificationSpec):
+    name = "resnet50"
+    hub_id = "microsoft/resnet-50"
+    default_weights: ClassVar[str] = "random"
+
+    def load(self) -> LoadedModel:
+        # Heavy imports on use, so that importing the registry stays fast.
+        from transformers import ResNetConfig, ResNetForImageClassification
+
+        from .hf import load_hf
+        from .vision import HFImageClassifier, imagenet_labels, imagenet_processor, load_image_processor
+
+        config = ResNetConfig(id2label=dict(enumerate(imagenet_labels())), **CONFIGS[self.size])
+        model, processor = load_hf(self, ResNetForImageClassification, config, imagenet_processor, load_image_processor)
+        return HFImageClassifier(model, processor)

@@ -1,0 +1,37 @@
+"""Wav2Vec2-base-960h (speech recognition), on whole recordings or cut/padded to the study's 50,000 samples."""
+from __future__ import annotations
+
+from typing import ClassVar
+
+from .base import LoadedModel
+from .tasks import SpeechRecognitionSpec
+
+CONFIGS = {
+    "real": {},  # Wav2Vec2Config's defaults are wav2vec2-base: 94.4M parameters, 32-token CTC head
+    "tiny": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
+             "conv_dim": (32,) * 7, "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2},
+}
+
+
+class Wav2Vec2(SpeechRecognitionSpec):
+    name = "wav2vec2"
+    hub_id = "facebook/wav2vec2-base-960h"
+    default_weights: ClassVar[str] = "random"
+    input_samples: ClassVar[int | None] = None  # whole recording
+
+    def load(self) -> LoadedModel:
+        from transformers import AutoProcessor, Wav2Vec2Config, Wav2Vec2ForCTC
+
+        from .hf import load_hf
+        from .speech import SpeechRecognizer, wav2vec2_processor
+
+        config = Wav2Vec2Config(**CONFIGS[self.size])
+        model, processor = load_hf(self, Wav2Vec2ForCTC, config, wav2vec2_processor, AutoProcessor.from_pretrained)
+        return SpeechRecognizer(model, processor, self.input_samples)
+
+
+class Wav2Vec2Truncated(Wav2Vec2):
+    """The study's fixed-shape variant (Listing 2): every input zero-padded or cut to 50,000 samples."""
+
+    name = "wav2vec2-truncated"
+    input_samples: ClassVar[int | None] = 50_000

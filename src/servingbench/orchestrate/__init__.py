@@ -1,0 +1,1 @@
+"""Putting the pipeline together: studies, cells and trials."""

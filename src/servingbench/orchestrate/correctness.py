@@ -1,0 +1,45 @@
+"""Before any load: does the served model answer what the model run in-process answers?"""
+from __future__ import annotations
+
+import http.client
+from urllib.parse import urlsplit
+
+from servingbench.adapters.base import Adapter
+from servingbench.models.base import ModelSpec, Output, Sample
+from servingbench.results.schema import Correctness
+
+
+def send_once(base_url: str, method: str, path: str, body: bytes, headers: dict[str, str],
+              timeout_s: float) -> tuple[int, bytes]:
+    parts = urlsplit(base_url)
+    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+    conn = conn_cls(parts.hostname, parts.port, timeout=timeout_s)
+    try:
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def check_correctness(adapter: Adapter, model: ModelSpec, samples: list[Sample], references: dict[str, Output],
+                      base_url: str, timeout_s: float) -> Correctness:
+    """Every sample once through the server, decoded and compared; the first mismatch is the reason."""
+    for checked, sample in enumerate(samples):
+        request = adapter.request(model, sample)
+        try:
+            status, body = send_once(base_url, request.method, request.path, request.body, request.headers,
+                                     timeout_s)
+        except OSError as exc:
+            return Correctness(ok=False, reason=f"sample {sample.name}: no answer ({exc})", samples_checked=checked)
+        if not 200 <= status < 300:
+            snippet = body[:200].decode(errors="replace")
+            return Correctness(ok=False, reason=f"sample {sample.name}: HTTP {status}: {snippet}",
+                               samples_checked=checked)
+        output = adapter.decode(model, status, body)
+        if output is None:
+            return Correctness(ok=None, reason=f"{adapter.name} answers in its own format: not compared")
+        verdict = model.compare(references[sample.name], output)
+        if not verdict.ok:
+            return Correctness(ok=False, reason=f"sample {sample.name}: {verdict.reason}", samples_checked=checked + 1)
+    return Correctness(ok=True, reason="all samples match the in-process reference", samples_checked=len(samples))

@@ -1,0 +1,50 @@
+"""`servingbench load URL`: closed-loop load on any running HTTP endpoint, no model involved."""
+from __future__ import annotations
+
+import re
+
+import yaml
+
+import servingbench
+from servingbench.adapters.endpoint import ENDPOINT_REACH_TIMEOUT_S, endpoint_request, split_url
+from servingbench.config import EndpointSettings, LoadSettings
+from servingbench.display import Display
+from servingbench.errors import ServerStartError, ServingbenchError
+from servingbench.launch.process import wait_ready
+from servingbench.orchestrate.trials import Target, run_cell
+from servingbench.outputs.render import render_outputs
+from servingbench.results.environment import collect_environment
+from servingbench.results.schema import CellSummary, Summary
+from servingbench.results.store import ResultsDir, now_iso
+
+
+def endpoint_label(url: str) -> str:
+    """A file-name-safe name for the endpoint, used where a study has the model name."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", url.split("://", 1)[-1]).strip("_")
+
+
+def load_url(endpoint: EndpointSettings, load: LoadSettings, results: ResultsDir, display: Display) -> Summary:
+    base_url, _ = split_url(endpoint.url)
+    request = endpoint_request(endpoint, None)
+    try:
+        wait_ready(None, endpoint.url, ENDPOINT_REACH_TIMEOUT_S, expect_status=None)
+    except ServerStartError as exc:
+        raise ServingbenchError(f"endpoint unreachable: {exc}") from None
+    label = endpoint_label(endpoint.url)
+    results.write_text("study.yaml", yaml.safe_dump({
+        "name": "load", "endpoint": endpoint.model_dump(mode="json"), "load": load.model_dump(mode="json")},
+        sort_keys=False))
+    results.write_json("environment.json", collect_environment(threads=0))
+    summary = Summary(servingbench_version=servingbench.__version__, study="load", started_at=now_iso(),
+                      updated_at=now_iso())
+    target = Target("endpoint", label, base_url, [request])
+    try:
+        for users in load.users:
+            cell = CellSummary(framework="endpoint", model=label, users=users, status="running")
+            summary.put_cell(cell)
+            run_cell(results, summary, cell, target, load, display)
+    finally:
+        summary.complete = all(c.status == "ok" for c in summary.cells)
+        results.save_summary(summary)
+        render_outputs(results.path)
+    return summary

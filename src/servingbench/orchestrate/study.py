@@ -1,0 +1,116 @@
+"""A whole study: for each model, build it once, then package, launch, check and load each framework."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import servingbench
+from servingbench.adapters import get_adapter
+from servingbench.adapters.base import Adapter, Ports
+from servingbench.analysis.stats import latency_summary
+from servingbench.config import Study, dump_study
+from servingbench.display import Display
+from servingbench.errors import ServerStartError, ServingbenchError
+from servingbench.launch.ports import free_ports
+from servingbench.launch.server import running_server
+from servingbench.models import get_model
+from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
+from servingbench.models.inprocess import measure_latency_ms, reference_outputs
+from servingbench.orchestrate.correctness import check_correctness
+from servingbench.orchestrate.trials import Target, run_cell
+from servingbench.outputs.render import render_outputs
+from servingbench.results.environment import collect_environment
+from servingbench.results.schema import CellSummary, ModelInfo, Summary
+from servingbench.results.store import ResultsDir, now_iso
+
+
+class StudyRunner:
+    def __init__(self, study: Study, out: Path, display: Display):
+        self.study = study
+        self.display = display
+        # Resolve every name before any work, so a typo fails in a second, not after an hour.
+        self.adapters: list[Adapter] = [get_adapter(name, study) for name in study.frameworks]
+        self.models: list[ModelSpec] = [get_model(name, study.size, study.weights, study.seed)
+                                        for name in study.models]
+        self.results = ResultsDir.create(out)
+        self.summary = Summary(servingbench_version=servingbench.__version__, study=study.name,
+                               started_at=now_iso(), updated_at=now_iso())
+
+    def run(self) -> Summary:
+        self.results.write_text("study.yaml", dump_study(self.study))
+        self.results.write_json("environment.json", collect_environment(self.study.server.threads))
+        self.results.save_summary(self.summary)
+        torch.set_num_threads(self.study.server.threads)
+        for model in self.models:
+            self._run_model(model)
+        self.summary.complete = True
+        self.results.save_summary(self.summary)
+        render_outputs(self.results.path)
+        return self.summary
+
+    def _run_model(self, model: ModelSpec) -> None:
+        self.display.stage(f"{model.name}: building the model ({model.size}, weights {model.weights})")
+        loaded = model.load()
+        samples = model.samples()
+        references = reference_outputs(loaded, samples)
+        inprocess = measure_latency_ms(loaded, samples, self.study.inprocess_iterations, warmup=2) \
+            if self.study.inprocess_iterations else []
+        self.summary.models.append(ModelInfo(name=model.name, task=model.task, size=model.size,
+                                             weights=str(model.weights),
+                                             inprocess_latency_ms=latency_summary(np.asarray(inprocess))))
+        self.results.save_summary(self.summary)
+        for adapter in self.adapters:
+            self._run_framework(adapter, model, loaded, samples, references)
+
+    def _mark_running(self, status: str, reason: str, log_tail: str = "") -> None:
+        """Cells still running (a whole framework x model, or the rest of it) end with this status."""
+        ended = [c.model_copy(update={"status": status, "reason": reason, "log_tail": log_tail})
+                 for c in self.summary.cells if c.status == "running"]
+        for cell in ended:
+            self.summary.put_cell(cell)
+        self.results.save_summary(self.summary)
+        if ended:
+            self.display.cell_not_run(ended[0])
+
+    def interrupted(self) -> None:
+        """After Ctrl-C: what finished stays valid, what was running says so, tables are re-rendered."""
+        self._mark_running("failed", "interrupted before this cell finished")
+        render_outputs(self.results.path)
+
+    def _run_framework(self, adapter: Adapter, model: ModelSpec, loaded: LoadedModel, samples: list[Sample],
+                       references: dict[str, Output]) -> None:
+        cells = [CellSummary(framework=adapter.name, model=model.name, users=u, status="running")
+                 for u in self.study.load.users]
+        for cell in cells:
+            self.summary.put_cell(cell)
+        availability = adapter.availability()
+        if not availability.ok:
+            return self._mark_running("unsupported", f"{adapter.name} is not available here: {availability.reason}")
+        reason = adapter.unsupported_reason(model)
+        if reason:
+            return self._mark_running("unsupported", reason)
+        self.display.stage(f"{model.name} · {adapter.name}: packaging and starting the server")
+        run_dir = self.results.work_dir / adapter.name / model.name
+        try:
+            artifact = adapter.package(model, loaded, run_dir)
+            ports = Ports(*free_ports(3))
+            launch = adapter.launch_spec(artifact, ports, run_dir)
+            with running_server(launch, run_dir / "server.log", f"{adapter.name} server",
+                                self.study.server.startup_timeout_s):
+                correct = check_correctness(adapter, model, samples, references, launch.base_url,
+                                            self.study.load.request_timeout_s) \
+                    if self.study.check_correctness else None
+                if correct is not None:
+                    self.display.stage(f"{model.name} · {adapter.name}: correct = {correct.ok} ({correct.reason})")
+                target = Target(adapter.name, model.name, launch.base_url,
+                                [adapter.request(model, s) for s in samples],
+                                lambda: adapter.scrape_metrics(launch, ports))
+                for cell in cells:
+                    run_cell(self.results, self.summary, cell.model_copy(update={"correct": correct}),
+                             target, self.study.load, self.display)
+        except ServerStartError as exc:
+            self._mark_running("failed", str(exc), exc.log_tail)
+        except ServingbenchError as exc:
+            self._mark_running("failed", str(exc))

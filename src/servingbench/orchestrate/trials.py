@@ -1,0 +1,62 @@
+"""Run the repetitions of one cell (a framework x model at one load level) and record each trial."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from servingbench.adapters.base import PreparedRequest
+from servingbench.analysis.server_metrics import trial_server_metrics
+from servingbench.analysis.stats import aggregate_cell, summarize_records
+from servingbench.analysis.warnings import trial_warnings
+from servingbench.config import LoadSettings
+from servingbench.display import Display
+from servingbench.load.closed_loop import ClosedLoopPlan, run_closed_loop
+from servingbench.load.records import read_records
+from servingbench.results.schema import CellSummary, Summary, TrialSummary
+from servingbench.results.store import ResultsDir, now_iso
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a cell's trials hit: a ready server and the requests prepared for it."""
+
+    framework: str
+    model: str
+    base_url: str
+    requests: list[PreparedRequest]
+    scrape_metrics: Callable[[], dict[str, float]] = dict
+
+
+def trial_id(framework: str, model: str, users: int, repetition: int) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{framework}--{model}--u{users}--r{repetition}")
+
+
+def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: Target, load: LoadSettings,
+             display: Display) -> CellSummary:
+    """Runs every repetition; the summary is saved after each, so a crash loses at most one trial."""
+    for repetition in range(1, load.repetitions + 1):
+        tid = trial_id(target.framework, target.model, cell.users, repetition)
+        records_path = results.requests_dir / f"{tid}.parquet"
+        plan = ClosedLoopPlan(tid, target.base_url, target.requests, cell.users, load.warmup_s, load.duration_s,
+                              load.request_timeout_s)
+        label = f"{target.model} · {target.framework} · {cell.users} users · rep {repetition}/{load.repetitions}"
+        started_at = now_iso()
+        before = target.scrape_metrics()
+        with display.trial(label, load.warmup_s + load.duration_s) as on_progress:
+            window = run_closed_loop(plan, records_path, results.work_dir / "load", on_progress)
+        after = target.scrape_metrics()
+        counts = summarize_records(read_records(records_path), window.measure_start_ns, window.measure_end_ns)
+        trial = TrialSummary(**counts.model_dump(), trial_id=tid, repetition=repetition,
+                             records_file=str(records_path.relative_to(results.path)), started_at=started_at,
+                             load_cpu_percent=window.load_cpu_percent,
+                             server_metrics=trial_server_metrics(before, after),
+                             warnings=trial_warnings(counts, window.load_cpu_percent))
+        cell = aggregate_cell(cell.model_copy(update={"repetitions": [*cell.repetitions, trial]}))
+        summary.put_cell(cell)
+        results.save_summary(summary)
+        display.trial_done(label, trial)
+    cell = cell.model_copy(update={"status": "ok"})
+    summary.put_cell(cell)
+    results.save_summary(summary)
+    return cell

@@ -1,0 +1,1 @@
+"""Everything rendered from a saved results folder: tables now, figures and HTML later."""

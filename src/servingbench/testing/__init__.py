@@ -1,0 +1,1 @@
+"""Servers with known behaviour, for checking servingbench's own measurements."""

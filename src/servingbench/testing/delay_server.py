@@ -1,0 +1,61 @@
+"""An HTTP/1.1 keep-alive server that answers every request after a fixed delay.
+
+A known service time is what makes the load engine's accuracy testable: at U closed-loop users and
+a delay D, the true mean latency is D and the true throughput U/D. Run it with
+`python -m servingbench.testing.delay_server --port P --delay-ms 20`. `/status/503` answers 503,
+so failure counting can be checked too.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+RESPONSE_BODY = b"ok"
+
+
+def _response(status: int, reason: bytes) -> bytes:
+    return (b"HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s"
+            % (status, reason, len(RESPONSE_BODY), RESPONSE_BODY))
+
+
+OK = _response(200, b"OK")
+UNAVAILABLE = _response(503, b"Service Unavailable")
+
+
+async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float) -> None:
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            request_line, _, header_block = head.partition(b"\r\n")
+            length = 0
+            for line in header_block.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if length:
+                await reader.readexactly(length)
+            if delay_s:
+                await asyncio.sleep(delay_s)
+            writer.write(UNAVAILABLE if b" /status/503 " in request_line else OK)
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
+        pass
+    finally:
+        writer.close()
+
+
+async def serve(port: int, delay_s: float) -> None:
+    server = await asyncio.start_server(lambda r, w: handle(r, w, delay_s), "127.0.0.1", port, backlog=1024)
+    async with server:
+        await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--delay-ms", type=float, default=0.0)
+    args = parser.parse_args()
+    asyncio.run(serve(args.port, args.delay_ms / 1000))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Shared fixtures: real servers on 127.0.0.1, the CLI as a user runs it, and process checks."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from servingbench.launch.ports import free_port
+from servingbench.launch.process import ManagedProcess, wait_ready
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Tests share one model/asset cache (set SERVINGBENCH_CACHE to reuse yours across runs)."""
+    if "SERVINGBENCH_CACHE" not in os.environ:
+        os.environ["SERVINGBENCH_CACHE"] = str(Path.home() / ".cache" / "servingbench")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def start_delay_server(tmp_path: Path, delay_ms: float) -> tuple[ManagedProcess, str]:
+    port = free_port()
+    proc = ManagedProcess([sys.executable, "-m", "servingbench.testing.delay_server", "--port", str(port),
+                           "--delay-ms", str(delay_ms)], tmp_path / f"delay-{port}.log", name="delay server")
+    proc.start()
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(proc, f"{url}/ready", timeout_s=20)
+    return proc, url
+
+
+@pytest.fixture
+def delay_server_20ms(tmp_path):
+    proc, url = start_delay_server(tmp_path, 20)
+    yield url
+    proc.stop()
+
+
+def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The CLI in a fresh process, exactly as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "servingbench.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd)
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Live processes whose command line contains `text` (e.g. a results folder every child names)."""
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if text in cmdline and proc.pid != os.getpid():
+            found.append(f"{proc.pid}: {cmdline}")
+    return found
