@@ -12,7 +12,7 @@ def assert_one_line_error(done, *fragments):
     assert done.returncode != 0
     err = done.stderr.strip()
     assert "Traceback" not in err
-    assert len(err.splitlines()) <= 2, err  # click adds a usage hint line for option errors
+    assert len(err.splitlines()) == 1, err
     for fragment in fragments:
         assert fragment in err, err
 

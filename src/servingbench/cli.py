@@ -241,8 +241,12 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         return EXIT_INTERRUPTED
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "servingbench"
+        click.echo(f"servingbench: error: {exc.format_message()} (see '{command} --help')", err=True)
+        return EXIT_BAD_INPUT
     except click.ClickException as exc:
-        exc.show()
+        click.echo(f"servingbench: error: {exc.format_message()}", err=True)
         return EXIT_BAD_INPUT
     except ServerStartError as exc:
         click.echo(f"servingbench: error: {exc}", err=True)

@@ -34,7 +34,8 @@ class Display:
         """A live bar over the trial's expected length, showing requests recorded so far."""
         columns = (TextColumn("  {task.description}"), BarColumn(), TextColumn("{task.fields[done]} requests"),
                    TimeElapsedColumn())
-        with Progress(*columns, console=self.console, transient=True) as bar:
+        # A live bar only on a terminal; logs and pipes get the one-line result per trial.
+        with Progress(*columns, console=self.console, transient=True, disable=not self.console.is_terminal) as bar:
             task = bar.add_task(label, total=total_s, done=0)
             start = time.monotonic()
 

@@ -8,6 +8,7 @@ servingbench itself leaves a server behind.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import os
 import signal
 import subprocess
@@ -20,6 +21,15 @@ from typing import Callable, Sequence
 from servingbench.errors import ServerStartError
 
 _LIVE: set["ManagedProcess"] = set()
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if servingbench itself is killed (even by SIGKILL)."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the atexit and signal hooks still apply
+        pass
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -52,7 +62,7 @@ class ManagedProcess:
             try:
                 self.popen = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT,
                                               stdin=subprocess.DEVNULL, env=self.env, cwd=self.cwd,
-                                              start_new_session=True)
+                                              start_new_session=True, preexec_fn=_die_with_parent)
             except OSError as exc:
                 raise ServerStartError(f"{self.name}: cannot start {self.argv[0]}: {exc.strerror}") from None
         _LIVE.add(self)

@@ -1,10 +1,13 @@
 """BART-large-CNN (summarisation), decoding a fixed number of tokens so every request costs the same."""
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .base import LoadedModel
 from .tasks import SummarizationSpec
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 SHARED = {"vocab_size": 50264, "max_position_embeddings": 1024, "activation_function": "gelu"}
 CONFIGS = {
@@ -23,13 +26,19 @@ class BartLargeCnn(SummarizationSpec):
     new_tokens: ClassVar[dict[str, int]] = {"real": 32, "tiny": 8}  # min = max new tokens, per size
     max_input_tokens: ClassVar[int] = 512
 
+    def config(self) -> PretrainedConfig:
+        # Heavy imports on use, so that importing the registry stays fast.
+        from transformers import BartConfig
+
+        return BartConfig(**CONFIGS[self.size])
+
     def load(self) -> LoadedModel:
-        from transformers import AutoTokenizer, BartConfig, BartForConditionalGeneration
+        from transformers import AutoTokenizer, BartForConditionalGeneration
 
         from .hf import load_hf
         from .text import Summarizer
         from .tokenizers import bart_tokenizer
 
-        config = BartConfig(**CONFIGS[self.size])
-        model, tokenizer = load_hf(self, BartForConditionalGeneration, config, bart_tokenizer, AutoTokenizer.from_pretrained)
+        model, tokenizer = load_hf(self, BartForConditionalGeneration, self.config(), bart_tokenizer,
+                                   AutoTokenizer.from_pretrained)
         return Summarizer(model, tokenizer, self.new_tokens[self.size], self.max_input_tokens)

@@ -4,6 +4,8 @@ Served outputs come off the wire, so anything malformed is a mismatch, not a cra
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from .base import Output, Verdict
 
 MALFORMED = (KeyError, TypeError, ValueError, IndexError)
@@ -12,13 +14,15 @@ MALFORMED = (KeyError, TypeError, ValueError, IndexError)
 def compare_classification(expected: Output, actual: Output, tolerance: float) -> Verdict:
     """Same top-1 class and logits within `tolerance`, relative to the logits' scale (at least 1)."""
     try:
-        want, got = int(expected["top5"][0][0]), int(actual["top5"][0][0])
+        want_top1, got_top1 = expected["top5"][0], actual["top5"][0]
+        want, got = int(want_top1[0]), int(got_top1[0])
+        want_label, got_label = want_top1[1], got_top1[1]
         want_logits = [float(x) for x in expected["logits"]]
         got_logits = [float(x) for x in actual["logits"]]
     except MALFORMED as error:
         return Verdict(False, f"malformed output: {error!r}")
     if want != got:
-        return Verdict(False, f"top-1 class {got} ({actual['top5'][0][1]}), expected {want} ({expected['top5'][0][1]})")
+        return Verdict(False, f"top-1 class {got} ({got_label}), expected {want} ({want_label})")
     if len(want_logits) != len(got_logits):
         return Verdict(False, f"{len(got_logits)} logits, expected {len(want_logits)}")
     diff = max((abs(a - b) for a, b in zip(want_logits, got_logits)), default=0.0)
@@ -38,11 +42,17 @@ def compare_tokens(expected: Output, actual: Output) -> Verdict:
     if want_ids == got_ids and want_text == got_text:
         return Verdict(True)
     if want_text == got_text:
-        position = next((i for i, (a, b) in enumerate(zip(want_ids, got_ids)) if a != b), min(len(want_ids), len(got_ids)))
-        return Verdict(False, f"same text but token ids differ from position {position}")
-    return Verdict(False, f"got {_clip(got_text)} ({len(got_ids)} tokens), "
-                          f"expected {_clip(want_text)} ({len(want_ids)} tokens)")
+        return Verdict(False, f"same text but token ids differ from position {_first_difference(want_ids, got_ids)}")
+    # Long texts: show both from just before where they part.
+    start = max(0, _first_difference(want_text, got_text) - 20)
+    return Verdict(False, f"got {_excerpt(got_text, start)} ({len(got_ids)} tokens), "
+                          f"expected {_excerpt(want_text, start)} ({len(want_ids)} tokens)")
 
 
-def _clip(text: str, limit: int = 80) -> str:
-    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+def _first_difference(a: Sequence, b: Sequence) -> int:
+    return next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+
+
+def _excerpt(text: str, start: int, length: int = 80) -> str:
+    piece = text[start:start + length]
+    return ("..." if start else "") + repr(piece) + ("..." if start + length < len(text) else "")

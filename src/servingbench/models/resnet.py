@@ -1,10 +1,13 @@
 """ResNet50 (the study's image model), as transformers builds it: same layout as torchvision's."""
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .base import LoadedModel
 from .tasks import ImageClassificationSpec
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 CONFIGS = {
     "real": {},  # ResNetConfig's defaults are ResNet50: 25.6M parameters
@@ -17,13 +20,20 @@ class ResNet50(ImageClassificationSpec):
     hub_id = "microsoft/resnet-50"
     default_weights: ClassVar[str] = "random"
 
-    def load(self) -> LoadedModel:
+    def config(self) -> PretrainedConfig:
         # Heavy imports on use, so that importing the registry stays fast.
-        from transformers import ResNetConfig, ResNetForImageClassification
+        from transformers import ResNetConfig
+
+        from .vision import imagenet_labels
+
+        return ResNetConfig(id2label=dict(enumerate(imagenet_labels())), **CONFIGS[self.size])
+
+    def load(self) -> LoadedModel:
+        from transformers import ResNetForImageClassification
 
         from .hf import load_hf
-        from .vision import HFImageClassifier, imagenet_labels, imagenet_processor, load_image_processor
+        from .vision import HFImageClassifier, imagenet_processor, load_image_processor
 
-        config = ResNetConfig(id2label=dict(enumerate(imagenet_labels())), **CONFIGS[self.size])
-        model, processor = load_hf(self, ResNetForImageClassification, config, imagenet_processor, load_image_processor)
+        model, processor = load_hf(self, ResNetForImageClassification, self.config(), imagenet_processor,
+                                   load_image_processor)
         return HFImageClassifier(model, processor)

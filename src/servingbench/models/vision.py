@@ -22,7 +22,7 @@ from transformers.models.convnext import ConvNextImageProcessorPil
 
 from ..errors import ServingbenchError
 from .base import LoadedModel, ModelSpec, Output
-from .hf import HFModel
+from .hf import HFModel, first_line, weights_directory
 
 LABELS_FILE = Path(__file__).with_name("assets") / "imagenet_labels.txt"  # from timm (Apache-2.0)
 
@@ -119,19 +119,21 @@ def load_efficientnet(spec: ModelSpec, architecture: str, packaged_weights: str)
 
     weights = spec.weights
     if weights.kind == "path":
-        directory = Path(weights.path)
+        directory = weights_directory(spec)
         try:
             saved = json.loads((directory / EfficientNetClassifier.FORMAT_FILE).read_text())
             state = load_file(directory / EfficientNetClassifier.WEIGHTS_FILE)
             processor = load_image_processor(directory, local_files_only=True)
         except (OSError, ValueError) as error:
-            raise ServingbenchError(f"cannot load {spec.name} from {directory}: {error}") from error
+            raise ServingbenchError(f"cannot load {spec.name} from {directory}: {first_line(error)}") from error
         if saved.get("architecture") != architecture:
             raise ServingbenchError(f"{directory} holds {saved.get('architecture')}, not {architecture}")
     else:
         processor = imagenet_processor()
-        state = torch.load(packaged_weights, map_location="cpu", weights_only=True) if weights.kind == "pretrained" else None
-        torch.manual_seed(weights.seed)  # random init is seeded; pretrained overwrites it
+        state = None
+        if weights.kind == "pretrained":
+            state = torch.load(packaged_weights, map_location="cpu", weights_only=True)
+        torch.manual_seed(weights.seed)  # random init is seeded; pretrained weights overwrite it
     network = EfficientNet.from_name(architecture)
     if state is not None:
         network.load_state_dict(state)

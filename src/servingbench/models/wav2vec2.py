@@ -1,10 +1,13 @@
 """Wav2Vec2-base-960h (speech recognition), on whole recordings or cut/padded to the study's 50,000 samples."""
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .base import LoadedModel
 from .tasks import SpeechRecognitionSpec
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig
 
 CONFIGS = {
     "real": {},  # Wav2Vec2Config's defaults are wav2vec2-base: 94.4M parameters, 32-token CTC head
@@ -19,14 +22,20 @@ class Wav2Vec2(SpeechRecognitionSpec):
     default_weights: ClassVar[str] = "random"
     input_samples: ClassVar[int | None] = None  # whole recording
 
+    def config(self) -> PretrainedConfig:
+        # Heavy imports on use, so that importing the registry stays fast.
+        from transformers import Wav2Vec2Config
+
+        return Wav2Vec2Config(**CONFIGS[self.size])
+
     def load(self) -> LoadedModel:
-        from transformers import AutoProcessor, Wav2Vec2Config, Wav2Vec2ForCTC
+        from transformers import AutoProcessor, Wav2Vec2ForCTC
 
         from .hf import load_hf
         from .speech import SpeechRecognizer, wav2vec2_processor
 
-        config = Wav2Vec2Config(**CONFIGS[self.size])
-        model, processor = load_hf(self, Wav2Vec2ForCTC, config, wav2vec2_processor, AutoProcessor.from_pretrained)
+        model, processor = load_hf(self, Wav2Vec2ForCTC, self.config(), wav2vec2_processor,
+                                   AutoProcessor.from_pretrained)
         return SpeechRecognizer(model, processor, self.input_samples)
 
 

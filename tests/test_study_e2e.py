@@ -1,0 +1,124 @@
+"""The smoke study end to end: real models, the real reference server, Locust, results, tables."""
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from conftest import processes_mentioning, run_cli
+
+
+@pytest.fixture(scope="module")
+def smoke_results(tmp_path_factory):
+    out = tmp_path_factory.mktemp("smoke") / "results"
+    done = run_cli("run", "smoke", "--out", str(out), "--repetitions", "2", timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, done
+
+
+def test_smoke_study_writes_the_full_results_folder(smoke_results):
+    out, _ = smoke_results
+    for name in ("study.yaml", "environment.json", "summary.json", "tables/README.md"):
+        assert (out / name).is_file(), name
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["schema_version"] == 1 and summary["complete"] is True
+    models = ["resnet50", "efficientnet-lite0", "wav2vec2", "wav2vec2-truncated", "bart-large-cnn"]
+    assert sorted({c["model"] for c in summary["cells"]}) == sorted(models)
+    for cell in summary["cells"]:
+        assert cell["framework"] == "reference" and cell["status"] == "ok", cell
+        assert cell["correct"]["ok"] is True, cell["correct"]
+        assert len(cell["repetitions"]) == 2
+        assert cell["throughput_rps"]["mean"] > 0 and cell["failed"] == 0
+        low, high = cell["throughput_rps"]["ci95_low"], cell["throughput_rps"]["ci95_high"]
+        assert low <= cell["throughput_rps"]["mean"] <= high
+        for trial in cell["repetitions"]:
+            assert (out / trial["records_file"]).is_file()
+            # the reference server's own counters: inference time per request, server side
+            assert trial["server_metrics"]["inference_ms_mean"] > 0
+    for info in summary["models"]:
+        assert info["inprocess_latency_ms"]["p50"] > 0
+
+
+def test_tables_have_the_study_layout(smoke_results):
+    out, _ = smoke_results
+    csv = (out / "tables" / "resnet50-throughput.csv").read_text().splitlines()
+    assert csv[0] == "Framework \\ Users,1,10"
+    assert re.fullmatch(r"reference,[\d.]+,[\d.]+", csv[1])
+    md = (out / "tables" / "wav2vec2-truncated-latency.md").read_text()
+    assert "| Framework \\ Users | 1 | 10 |" in md and "| reference |" in md
+
+
+def test_report_re_renders_from_saved_results(smoke_results):
+    out, _ = smoke_results
+    table = out / "tables" / "bart-large-cnn-latency_p99.csv"
+    original = table.read_text()
+    table.unlink()
+    done = run_cli("report", str(out), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert table.read_text() == original
+    assert "bart-large-cnn" in done.stdout
+
+
+def test_no_process_outlives_the_study(smoke_results):
+    out, _ = smoke_results
+    assert processes_mentioning(str(out)) == []
+
+
+def test_interrupted_run_stops_everything_and_keeps_finished_trials(tmp_path):
+    out = tmp_path / "results"
+    proc = subprocess.Popen([sys.executable, "-m", "servingbench.cli", "run", "smoke", "--models",
+                             "resnet50,wav2vec2", "--duration", "3", "--repetitions", "3", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:  # wait until one trial is saved and a load generator runs
+            summary = out / "summary.json"
+            if summary.exists() and '"repetitions": [\n        {' in summary.read_text() \
+                    and any("locust_worker" in p for p in processes_mentioning(str(out))):
+                break
+            assert proc.poll() is None, proc.communicate()[1][-2000:]
+            time.sleep(0.2)
+        assert processes_mentioning(str(out)), "the server and load generator should be running now"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "interrupted" in stderr
+    assert processes_mentioning(str(out)) == []
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["complete"] is False
+    finished = [t for c in summary["cells"] for t in c["repetitions"]]
+    assert finished, "the trial that finished before Ctrl-C is kept"
+    assert any(c["status"] == "failed" and "interrupted" in c["reason"] for c in summary["cells"])
+    assert run_cli("report", str(out), timeout=120).returncode == 0
+
+
+def test_serve_keeps_a_server_up_until_ctrl_c(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-m", "servingbench.cli", "serve", "reference", "efficientnet-lite0",
+                             "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        deadline = time.monotonic() + 180
+        while "try:" not in line and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, proc.stderr.read()[-2000:]
+        url = re.search(r"POST (\S+)", line).group(1)
+        from servingbench.models import get_model
+        sample = next(s for s in get_model("efficientnet-lite0").samples() if s.name == "chelsea.jpg")
+        request = urllib.request.Request(url, data=sample.data, headers={"Content-Type": sample.content_type})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.loads(response.read())
+        assert 281 <= answer["top5"][0][0] <= 285  # a cat, through the real HTTP server
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert processes_mentioning(str(tmp_path)) == []
