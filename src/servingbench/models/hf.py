@@ -13,10 +13,14 @@ from typing import Any
 
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
+from transformers.utils import logging as transformers_logging
 
 from ..errors import ServingbenchError
 from .base import LoadedModel, ModelSpec
 from .cache import atomic_directory, cache_dir
+
+# servingbench shows its own progress; transformers' per-load bars would flood logs and the console.
+transformers_logging.disable_progress_bar()
 
 CACHE_VERSION = "1"  # bump when the processor builders change, to rebuild cached random models
 
