@@ -1,0 +1,1 @@
+"""The results folder: resolved study, environment, raw records, versioned summary, tables."""

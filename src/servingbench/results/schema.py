@@ -1,0 +1,104 @@
+"""The versioned summary.json schema. Bump SCHEMA_VERSION on any incompatible change."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+SCHEMA_VERSION = 1
+
+
+class LatencyMs(BaseModel):
+    mean: float
+    min: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+
+
+class Estimate(BaseModel):
+    """A mean across repetitions with its 95% confidence interval (None with fewer than 2 values)."""
+
+    mean: float | None
+    ci95_low: float | None
+    ci95_high: float | None
+    n: int
+
+
+class TrialCounts(BaseModel):
+    requests: int = Field(description="requests sent inside the measurement window")
+    ok: int
+    failed: int
+    duration_s: float
+    throughput_rps: float = Field(description="successful responses completed per second of the window")
+    failures_per_s: float
+    latency_ms: LatencyMs | None = Field(description="over successful requests sent in the window")
+    errors: dict[str, int] = Field(default_factory=dict)
+
+
+class TrialSummary(TrialCounts):
+    trial_id: str
+    repetition: int
+    records_file: str = Field(description="Parquet file of RequestRecords, relative to the results folder")
+    started_at: str
+    load_cpu_percent: float = Field(description="load generator CPU during the window, % of one core")
+    server_metrics: dict[str, float] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class Correctness(BaseModel):
+    ok: bool | None = Field(description="None: not checked (reason says why)")
+    reason: str = ""
+    samples_checked: int = 0
+
+
+CellStatus = Literal["ok", "unsupported", "failed", "running"]
+
+
+class CellSummary(BaseModel):
+    framework: str
+    model: str
+    scenario: str = "closed"
+    users: int
+    status: CellStatus
+    reason: str = ""
+    correct: Correctness | None = None
+    repetitions: list[TrialSummary] = Field(default_factory=list)
+    requests: int = 0
+    failed: int = 0
+    throughput_rps: Estimate | None = None
+    failures_per_s: Estimate | None = None
+    latency_ms: dict[str, float] = Field(default_factory=dict, description="mean across repetitions")
+    latency_ms_ci95: dict[str, Estimate] = Field(default_factory=dict)
+    warnings: list[str] = Field(default_factory=list)
+    log_tail: str = ""
+
+
+class ModelInfo(BaseModel):
+    name: str
+    task: str
+    size: str
+    weights: str
+    inprocess_latency_ms: LatencyMs | None = Field(None, description="the lower bound any server can reach")
+
+
+class Summary(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    servingbench_version: str
+    study: str
+    started_at: str
+    updated_at: str
+    complete: bool = False
+    models: list[ModelInfo] = Field(default_factory=list)
+    cells: list[CellSummary] = Field(default_factory=list)
+
+    def put_cell(self, cell: CellSummary) -> None:
+        """Insert or replace the cell with the same framework, model, scenario and load level."""
+        key = (cell.framework, cell.model, cell.scenario, cell.users)
+        for i, old in enumerate(self.cells):
+            if (old.framework, old.model, old.scenario, old.users) == key:
+                self.cells[i] = cell
+                return
+        self.cells.append(cell)

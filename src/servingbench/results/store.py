@@ -1,0 +1,94 @@
+"""The results folder on disk. summary.json is replaced atomically after every trial."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from servingbench.errors import ServingbenchError
+from servingbench.results.schema import SCHEMA_VERSION, Summary
+
+SUMMARY = "summary.json"
+
+
+def now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def default_results_dir() -> Path:
+    return Path("results") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write via a temporary file and rename, so a crash never leaves a half-written file."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class ResultsDir:
+    def __init__(self, path: Path):
+        self.path = path
+
+    @classmethod
+    def create(cls, path: Path) -> "ResultsDir":
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "requests").mkdir(exist_ok=True)
+            probe = path / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise ServingbenchError(f"cannot write results to {path}: {exc.strerror}") from None
+        return cls(path)
+
+    @property
+    def requests_dir(self) -> Path:
+        return self.path / "requests"
+
+    @property
+    def work_dir(self) -> Path:
+        """Packaged models, server and load-generator logs."""
+        return self.path / "work"
+
+    def write_text(self, name: str, text: str) -> Path:
+        target = self.path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, text)
+        return target
+
+    def write_json(self, name: str, data: object) -> Path:
+        return self.write_text(name, json.dumps(data, indent=2) + "\n")
+
+    def save_summary(self, summary: Summary) -> None:
+        summary.updated_at = now_iso()
+        self.write_text(SUMMARY, summary.model_dump_json(indent=2) + "\n")
+
+    def load_summary(self) -> Summary:
+        return load_summary(self.path)
+
+
+def load_summary(path: Path) -> Summary:
+    file = path / SUMMARY
+    if not file.is_file():
+        raise ServingbenchError(f"no {SUMMARY} in {path}: not a servingbench results folder")
+    try:
+        data = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ServingbenchError(f"{file} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    version = data.get("schema_version") if isinstance(data, dict) else None
+    if version != SCHEMA_VERSION:
+        raise ServingbenchError(f"{file} has schema_version {version}; this servingbench reads {SCHEMA_VERSION}")
+    try:
+        return Summary.model_validate(data)
+    except ValidationError as exc:
+        raise ServingbenchError(f"{file} does not match the summary schema: {exc.errors()[0]['msg']}") from None
