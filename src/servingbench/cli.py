@@ -163,8 +163,8 @@ def serve(framework, model, size, weights, port, threads, out) -> None:
     if reason:
         raise ServingbenchError(f"{framework} cannot serve {model}: {reason}")
     display = Display()
-    http, grpc, metrics = free_ports(3)
-    ports = Ports(ensure_port_free(port) if port else http, grpc, metrics)
+    picked = free_ports(Ports.COUNT)
+    ports = Ports.of([ensure_port_free(port) if port else picked[0], *picked[1:]])
     run_dir = out.resolve() / framework / model
     display.stage(f"building {model} ({size}) and packaging it for {framework} in {run_dir}")
     artifact = adapter.package(spec, spec.load(), run_dir)

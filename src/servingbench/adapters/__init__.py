@@ -13,6 +13,7 @@ from servingbench.errors import ServingbenchError
 ADAPTERS: dict[str, str] = {
     "reference": "servingbench.adapters.reference:ReferenceAdapter",
     "endpoint": "servingbench.adapters.endpoint:EndpointAdapter",
+    "torchserve": "servingbench.adapters.torchserve:TorchServeAdapter",
 }
 
 

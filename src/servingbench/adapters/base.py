@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from servingbench.config import Study
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
@@ -26,9 +26,18 @@ class Availability:
 
 @dataclass(frozen=True)
 class Ports:
+    """Free loopback ports picked for one server; `extra` for frameworks that need more (management APIs)."""
+
     http: int
     grpc: int
     metrics: int
+    extra: tuple[int, ...] = ()
+
+    COUNT = 5  # how many the launcher picks: http, grpc, metrics + 2 extra
+
+    @classmethod
+    def of(cls, ports: list[int]) -> "Ports":
+        return cls(ports[0], ports[1], ports[2], tuple(ports[3:]))
 
 
 @dataclass(frozen=True)
@@ -51,7 +60,12 @@ class LaunchSpec:
     env: dict[str, str] = field(default_factory=dict)  # added to the launcher's base environment
     cwd: Path | None = None
     ready_status: int | None = 200  # None: any HTTP answer means reachable (external servers)
+    ready_body: str | None = None  # text the ready answer must contain (e.g. a worker status)
     ready_timeout_s: float | None = None  # None: the study's server.startup_timeout_s
+    ready_headers: Callable[[], dict[str, str]] | None = None  # evaluated per poll (e.g. a token file)
+    # Log lines that mean the server will never get ready (a model that failed to load): fail at once
+    # instead of waiting for the timeout.
+    fatal_log_patterns: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,7 +117,9 @@ class Adapter(ABC):
     def scrape_metrics(self, launch: LaunchSpec, ports: Ports) -> dict[str, float]:
         """Cumulative server-side counters, read before and after each trial.
 
-        Name them `requests_total` and `<stage>_us_total` (e.g. `queue_us_total`,
-        `inference_us_total`): the per-trial mean `<stage>_ms_mean` is then derived for every framework.
+        Name them `requests_total` and `<stage>_us_total`: `server_us_total` (arrival to answer, inside
+        the server), split into `queue_us_total` (waiting for a worker) and `inference_us_total` (the
+        rest: pre/postprocessing and the network). The per-trial mean `<stage>_ms_mean` is then derived
+        the same way for every framework.
         """
         return {}

@@ -2,7 +2,7 @@
 
 POST /predict  body = the sample's wire bytes  -> JSON task output
 GET  /health   200 once the model is loaded
-GET  /metrics  cumulative counters: requests_total, queue_us_total, inference_us_total
+GET  /metrics  cumulative counters: requests_total, server_us_total, queue_us_total, inference_us_total
 
 One model instance serves requests one at a time (a lock), like a framework with one worker;
 the time spent waiting for the lock is the server-side queue time.
@@ -23,7 +23,8 @@ from servingbench.models import get_model
 class Counters:
     def __init__(self):
         self.lock = threading.Lock()
-        self.values = {"requests_total": 0, "failures_total": 0, "queue_us_total": 0, "inference_us_total": 0}
+        self.values = {"requests_total": 0, "failures_total": 0, "server_us_total": 0, "queue_us_total": 0,
+                       "inference_us_total": 0}
 
     def add(self, **deltas: int) -> None:
         with self.lock:
@@ -74,8 +75,8 @@ def make_handler(loaded, counters: Counters):
                     self._reply(400, json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode())
                     return
                 finished = time.perf_counter_ns()
-            counters.add(requests_total=1, queue_us_total=(started - arrived) // 1000,
-                         inference_us_total=(finished - started) // 1000)
+            counters.add(requests_total=1, server_us_total=(finished - arrived) // 1000,
+                         queue_us_total=(started - arrived) // 1000, inference_us_total=(finished - started) // 1000)
             self._reply(200, json.dumps(output).encode())
 
         def log_message(self, *args) -> None:  # one line per request would dominate the log

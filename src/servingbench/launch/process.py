@@ -107,7 +107,9 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def wait_ready(proc: ManagedProcess | None, url: str, timeout_s: float, expect_status: int | None = 200,
-               on_wait: Callable[[float], None] | None = None) -> float:
+               on_wait: Callable[[float], None] | None = None,
+               headers: Callable[[], dict[str, str]] | None = None,
+               fatal_log_patterns: tuple[str, ...] = (), expect_body: str | None = None) -> float:
     """Poll `url` until it answers `expect_status` (None: any HTTP answer); returns seconds waited.
 
     Fails early when the process exits, and with the last log lines when the timeout passes
@@ -120,11 +122,18 @@ def wait_ready(proc: ManagedProcess | None, url: str, timeout_s: float, expect_s
         if proc is not None and proc.exited() is not None:
             raise ServerStartError(f"{proc.name} exited with code {proc.exited()} before it was ready",
                                    proc.log_tail())
+        if proc is not None and fatal_log_patterns:
+            log = proc.log_tail(200)
+            fatal = next((p for p in fatal_log_patterns if p in log), None)
+            if fatal:
+                raise ServerStartError(f"{proc.name} will not get ready: its log says '{fatal}'", proc.log_tail(30))
         try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if expect_status in (None, resp.status):
+            request = urllib.request.Request(url, headers=headers() if headers else {})
+            with urllib.request.urlopen(request, timeout=2) as resp:
+                body = resp.read().decode(errors="replace")
+                if expect_status in (None, resp.status) and (expect_body is None or expect_body in body):
                     return waited
-                last_error = f"HTTP {resp.status}"
+                last_error = f"HTTP {resp.status}: {body[:100]}"
         except urllib.error.HTTPError as exc:
             last_error = f"HTTP {exc.code}"
             if expect_status in (None, exc.code):

@@ -16,10 +16,11 @@ def running_server(spec: LaunchSpec, log_path: Path, name: str, timeout_s: float
     """Yields the server process (None for an external server) once `spec.ready_url` answers."""
     timeout_s = spec.ready_timeout_s or timeout_s
     if spec.argv is None:
-        wait_ready(None, spec.ready_url, timeout_s, spec.ready_status, on_wait)
+        wait_ready(None, spec.ready_url, timeout_s, spec.ready_status, on_wait, spec.ready_headers)
         yield None
         return
     proc = ManagedProcess(spec.argv, log_path, env={**os.environ, **spec.env}, cwd=spec.cwd, name=name)
     with proc:
-        wait_ready(proc, spec.ready_url, timeout_s, spec.ready_status, on_wait)
+        wait_ready(proc, spec.ready_url, timeout_s, spec.ready_status, on_wait, spec.ready_headers,
+                   spec.fatal_log_patterns, spec.ready_body)
         yield proc

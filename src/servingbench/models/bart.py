@@ -7,6 +7,8 @@ from .base import LoadedModel
 from .tasks import SummarizationSpec
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from transformers import PretrainedConfig
 
 SHARED = {"vocab_size": 50264, "max_position_embeddings": 1024, "activation_function": "gelu"}
@@ -36,9 +38,17 @@ class BartLargeCnn(SummarizationSpec):
         from transformers import AutoTokenizer, BartForConditionalGeneration
 
         from .hf import load_hf
-        from .text import Summarizer
+        from .text import Generate, Summarizer
         from .tokenizers import bart_tokenizer
 
         model, tokenizer = load_hf(self, BartForConditionalGeneration, self.config(), bart_tokenizer,
                                    AutoTokenizer.from_pretrained)
-        return Summarizer(model, tokenizer, self.new_tokens[self.size], self.max_input_tokens)
+        return Summarizer(Generate(model, self.new_tokens[self.size]), tokenizer, self.max_input_tokens)
+
+    def load_processing(self, directory: Path) -> LoadedModel:
+        from transformers import AutoTokenizer
+
+        from .hf import saved_processor
+        from .text import Summarizer
+
+        return Summarizer(None, saved_processor(self, directory, AutoTokenizer.from_pretrained), self.max_input_tokens)

@@ -5,6 +5,7 @@ study's: raw image bytes (JPEG/PNG), raw WAV audio, UTF-8 text.
 """
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,15 +56,49 @@ class WeightsSource:
 
 
 class LoadedModel(ABC):
-    """A model ready to run in this process: preprocessing, forward pass, postprocessing."""
+    """A model ready to run in this process, in three steps a framework can take apart:
+
+    preprocess (wire bytes -> input tensor, batch of one) -> network (tensor -> tensor) ->
+    postprocess (output tensor of one input -> task output). A framework serving an exported network
+    (TorchScript, ONNX, ...) runs the same pre- and postprocessing around its own network, through
+    `ModelSpec.load_processing(dir).with_network(exported)`.
+    """
+
+    network: Any  # callable: preprocess()'s output -> postprocess()'s input; None before with_network()
 
     @abstractmethod
+    def preprocess(self, data: bytes) -> Any:
+        """Wire bytes to the network's input tensor (a batch of one)."""
+
+    @abstractmethod
+    def postprocess(self, output: Any) -> Output:
+        """The network's output for one input (batch of one) to the task output."""
+
     def predict(self, data: bytes) -> Output:
-        """Wire bytes in, task output out (preprocess + forward + postprocess)."""
+        """Wire bytes in, task output out."""
+        import torch
+
+        with torch.inference_mode():
+            return self.postprocess(self.network(self.preprocess(data)))
+
+    def traceable(self) -> Any:
+        """The network as a torch.nn.Module that torch.jit.trace / torch.onnx.export accept with
+        preprocess()'s output as the example input; None when it can't be exported (generate loops)."""
+        return self.network
+
+    def with_network(self, network: Any) -> "LoadedModel":
+        """The same processing around another network (e.g. a TorchScript module loaded by a server)."""
+        clone = copy.copy(self)
+        clone.network = network
+        return clone
 
     @abstractmethod
     def save(self, directory: Path) -> Path:
-        """Write weights + processor with save_pretrained (loadable offline); returns directory."""
+        """Write weights + processing files with save_pretrained (loadable offline); returns directory."""
+
+    @abstractmethod
+    def save_processing(self, directory: Path) -> Path:
+        """Write only what pre- and postprocessing need (processor, tokenizer, labels), no weights."""
 
 
 @dataclass
@@ -79,6 +114,10 @@ class ModelSpec(ABC):
     @abstractmethod
     def load(self) -> LoadedModel:
         """Build (random, seeded) or load (pretrained / path) the model; eval mode, no grad."""
+
+    @abstractmethod
+    def load_processing(self, directory: Path) -> LoadedModel:
+        """Pre- and postprocessing from save_processing()'s files, with no network (pair with with_network)."""
 
     @abstractmethod
     def samples(self) -> list[Sample]:

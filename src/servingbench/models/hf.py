@@ -7,7 +7,8 @@ real-size BART (~15 s to initialise, 1.6 GB to write) is built only once.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +26,35 @@ transformers_logging.disable_progress_bar()
 CACHE_VERSION = "1"  # bump when the processor builders change, to rebuild cached random models
 
 
-class HFModel(LoadedModel):
-    """A transformers model with its processor (image processor, feature extractor or tokenizer)."""
+class Logits(torch.nn.Module):
+    """A transformers model as a network: a tensor in, its logits out, so that torch.jit.trace and
+    torch.onnx.export see plain tensors rather than a ModelOutput."""
 
-    def __init__(self, model: PreTrainedModel, processor: Any):
-        self.model = model.eval()
+    def __init__(self, model: PreTrainedModel):
+        super().__init__()
+        self.model = model
+        self.eval()
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(inputs).logits
+
+
+class HFModel(LoadedModel):
+    """Processing by a transformers processor (image processor, feature extractor or tokenizer) around a
+    network that wraps a transformers model as `network.model` (None: processing only)."""
+
+    def __init__(self, network: torch.nn.Module | None, processor: Any):
+        self.network = network
         self.processor = processor
 
-    def save(self, directory: Path) -> Path:
+    def save_processing(self, directory: Path) -> Path:
         directory = Path(directory)
-        self.model.save_pretrained(directory)
         self.processor.save_pretrained(directory)
+        return directory
+
+    def save(self, directory: Path) -> Path:
+        directory = self.save_processing(directory)
+        self.network.model.save_pretrained(directory)
         return directory
 
 
@@ -54,9 +73,22 @@ def load_hf(spec: ModelSpec, model_class: type[PreTrainedModel], config: Pretrai
         source = weights_directory(spec)
     else:
         source = _random_model_dir(spec, model_class, config, build_processor)
-    try:
+    with loading(spec, source):
         return (model_class.from_pretrained(source, local_files_only=True),
                 load_processor(source, local_files_only=True))
+
+
+def saved_processor(spec: ModelSpec, directory: Path, load: Callable[..., Any]) -> Any:
+    """A processor (or tokenizer) from a directory of save_processing()'s files, offline."""
+    with loading(spec, directory):
+        return load(directory, local_files_only=True)
+
+
+@contextmanager
+def loading(spec: ModelSpec, source: Path | str) -> Iterator[None]:
+    """Missing or unreadable model files become one clear user error."""
+    try:
+        yield
     except (OSError, ValueError) as error:
         raise ServingbenchError(f"cannot load {spec.name} from {source}: {first_line(error)}") from error
 

@@ -7,6 +7,8 @@ from .base import LoadedModel
 from .tasks import ImageClassificationSpec
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from transformers import PretrainedConfig
 
 CONFIGS = {
@@ -31,9 +33,15 @@ class ResNet50(ImageClassificationSpec):
     def load(self) -> LoadedModel:
         from transformers import ResNetForImageClassification
 
-        from .hf import load_hf
+        from .hf import Logits, load_hf
         from .vision import HFImageClassifier, imagenet_processor, load_image_processor
 
         model, processor = load_hf(self, ResNetForImageClassification, self.config(), imagenet_processor,
                                    load_image_processor)
-        return HFImageClassifier(model, processor)
+        labels = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
+        return HFImageClassifier(Logits(model), processor, labels)
+
+    def load_processing(self, directory: Path) -> LoadedModel:
+        from .vision import HFImageClassifier, image_processing
+
+        return HFImageClassifier(None, *image_processing(self, directory))

@@ -4,7 +4,7 @@ from __future__ import annotations
 from itertools import groupby
 
 import torch
-from transformers import PreTrainedModel, Wav2Vec2FeatureExtractor, Wav2Vec2Processor
+from transformers import Wav2Vec2FeatureExtractor, Wav2Vec2Processor
 
 from .audio import decode_wav, fit_length
 from .base import Output
@@ -21,19 +21,25 @@ def wav2vec2_processor() -> Wav2Vec2Processor:
 
 
 class SpeechRecognizer(HFModel):
-    """A *ForCTC model; `input_samples` fixes the model input length (None: the whole recording)."""
+    """input_values -> a *ForCTC network -> logits -> CTC greedy transcript.
 
-    def __init__(self, model: PreTrainedModel, processor: Wav2Vec2Processor, input_samples: int | None = None):
-        super().__init__(model, processor)
+    `input_samples` fixes the network's input length (None: the whole recording); the cut or padding is
+    preprocessing, so an exported network sees exactly what the eager one does.
+    """
+
+    def __init__(self, network: torch.nn.Module | None, processor: Wav2Vec2Processor, input_samples: int | None = None):
+        super().__init__(network, processor)
         self.input_samples = input_samples
 
-    @torch.inference_mode()
-    def predict(self, data: bytes) -> Output:
+    def preprocess(self, data: bytes) -> torch.Tensor:
         audio = decode_wav(data, SAMPLE_RATE)
         values = self.processor(audio, sampling_rate=SAMPLE_RATE, return_tensors="np").input_values
         if self.input_samples is not None:
             values = fit_length(values, self.input_samples)
-        frame_ids = self.model(torch.from_numpy(values)).logits.argmax(dim=-1)[0].tolist()
+        return torch.from_numpy(values)
+
+    def postprocess(self, output: torch.Tensor) -> Output:
+        frame_ids = output.argmax(dim=-1)[0].tolist()
         blank = self.processor.tokenizer.pad_token_id
         return {
             "text": self.processor.decode(frame_ids),  # CTC decoding: merge repeats, drop blanks

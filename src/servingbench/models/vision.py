@@ -2,14 +2,13 @@
 
 Both image models share the preprocessing of the study's torchvision pipeline (resize the short
 side to 256, centre-crop 224, ImageNet mean/std), written as a transformers image processor so that
-`save()` stores it next to the weights and `AutoImageProcessor.from_pretrained(dir)` restores it.
+`save_processing()` writes it out and `AutoImageProcessor.from_pretrained(dir)` restores it.
 """
 from __future__ import annotations
 
 import io
 import json
-from abc import abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from transformers.models.convnext import ConvNextImageProcessorPil
 
 from ..errors import ServingbenchError
 from .base import LoadedModel, ModelSpec, Output
-from .hf import HFModel, first_line, weights_directory
+from .hf import HFModel, loading, saved_processor, weights_directory
 
 LABELS_FILE = Path(__file__).with_name("assets") / "imagenet_labels.txt"  # from timm (Apache-2.0)
 
@@ -52,64 +51,81 @@ def decode_image(data: bytes) -> Image.Image:
 
 
 class ImageClassifier(LoadedModel):
-    """predict() for any classifier with a `processor`, `labels` and a `logits()` forward pass."""
+    """Decoded, ImageNet-preprocessed pixel_values -> network -> logits -> top-5 + logits.
 
-    processor: Any
-    labels: Mapping[int, str] | Sequence[str]
+    save_processing() writes the image processor and labels.json; `image_processing()` reads them back.
+    """
 
-    @abstractmethod
-    def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """Batch of preprocessed images in, class logits out."""
+    LABELS_JSON = "labels.json"
 
-    @torch.inference_mode()
-    def predict(self, data: bytes) -> Output:
-        pixel_values = self.processor(images=decode_image(data), return_tensors="pt")["pixel_values"]
-        logits = self.logits(pixel_values)[0].float()
+    def __init__(self, network: torch.nn.Module | None, processor: Any, labels: Sequence[str]):
+        self.network = network
+        self.processor = processor
+        self.labels = labels
+
+    def preprocess(self, data: bytes) -> torch.Tensor:
+        return self.processor(images=decode_image(data), return_tensors="pt")["pixel_values"]
+
+    def postprocess(self, output: torch.Tensor) -> Output:
+        logits = output[0].float()
         top = torch.softmax(logits, dim=-1).topk(5)
         return {
             "top5": [[i, self.labels[i], p] for i, p in zip(top.indices.tolist(), top.values.tolist())],
             "logits": logits.tolist(),
         }
 
+    def save_processing(self, directory: Path) -> Path:
+        directory = Path(directory)
+        self.processor.save_pretrained(directory)
+        (directory / self.LABELS_JSON).write_text(json.dumps(list(self.labels)) + "\n", encoding="utf-8")
+        return directory
 
-class HFImageClassifier(HFModel, ImageClassifier):
-    """A transformers *ForImageClassification model; labels from its config."""
 
-    @property
-    def labels(self) -> Mapping[int, str]:
-        return self.model.config.id2label
+def image_processing(spec: ModelSpec, directory: Path) -> tuple[Any, tuple[str, ...]]:
+    """(image processor, labels) from ImageClassifier.save_processing()'s files."""
+    with loading(spec, directory):
+        labels = json.loads((Path(directory) / ImageClassifier.LABELS_JSON).read_text(encoding="utf-8"))
+    return saved_processor(spec, directory, load_image_processor), tuple(labels)
 
-    def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.model(pixel_values=pixel_values).logits
+
+class HFImageClassifier(ImageClassifier, HFModel):
+    """A transformers *ForImageClassification model, its network wrapped in `Logits`."""
 
 
 class EfficientNetClassifier(ImageClassifier):
-    """EfficientNet-Lite from `efficientnet-lite-pytorch` (not a transformers model).
+    """EfficientNet-Lite from `efficientnet-lite-pytorch` (not a transformers model): the network itself.
 
-    Saved as model.safetensors + efficientnet.json + the image processor; `load_efficientnet` reads it back.
+    Saved as model.safetensors + efficientnet.json + the processing files; `load_efficientnet` reads it back.
     """
 
     FORMAT_FILE = "efficientnet.json"
     WEIGHTS_FILE = "model.safetensors"
 
-    def __init__(self, architecture: str, network: torch.nn.Module, processor: Any):
+    def __init__(self, architecture: str, network: torch.nn.Module | None, processor: Any, labels: Sequence[str]):
+        super().__init__(network, processor, labels)
         self.architecture = architecture
-        self.network = network.eval()
-        self.processor = processor
-        self.labels = imagenet_labels()
 
-    def logits(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        return self.network(pixel_values)
+    def save_processing(self, directory: Path) -> Path:
+        # efficientnet.json too: it names the architecture the processing belongs to.
+        directory = super().save_processing(directory)
+        (directory / self.FORMAT_FILE).write_text(json.dumps({"architecture": self.architecture, "format": 1}) + "\n")
+        return directory
 
     def save(self, directory: Path) -> Path:
         from safetensors.torch import save_file
 
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        directory = self.save_processing(directory)
         save_file(self.network.state_dict(), directory / self.WEIGHTS_FILE)
-        (directory / self.FORMAT_FILE).write_text(json.dumps({"architecture": self.architecture, "format": 1}) + "\n")
-        self.processor.save_pretrained(directory)
         return directory
+
+
+def efficientnet_processing(spec: ModelSpec, architecture: str, directory: Path) -> EfficientNetClassifier:
+    """The processing saved by EfficientNetClassifier.save_processing(), checked to be `architecture`'s."""
+    with loading(spec, directory):
+        saved = json.loads((Path(directory) / EfficientNetClassifier.FORMAT_FILE).read_text())
+    if saved.get("architecture") != architecture:
+        raise ServingbenchError(f"{directory} holds {saved.get('architecture')}, not {architecture}")
+    return EfficientNetClassifier(architecture, None, *image_processing(spec, directory))
 
 
 def load_efficientnet(spec: ModelSpec, architecture: str, packaged_weights: str) -> EfficientNetClassifier:
@@ -120,16 +136,11 @@ def load_efficientnet(spec: ModelSpec, architecture: str, packaged_weights: str)
     weights = spec.weights
     if weights.kind == "path":
         directory = weights_directory(spec)
-        try:
-            saved = json.loads((directory / EfficientNetClassifier.FORMAT_FILE).read_text())
+        processing = efficientnet_processing(spec, architecture, directory)
+        with loading(spec, directory):
             state = load_file(directory / EfficientNetClassifier.WEIGHTS_FILE)
-            processor = load_image_processor(directory, local_files_only=True)
-        except (OSError, ValueError) as error:
-            raise ServingbenchError(f"cannot load {spec.name} from {directory}: {first_line(error)}") from error
-        if saved.get("architecture") != architecture:
-            raise ServingbenchError(f"{directory} holds {saved.get('architecture')}, not {architecture}")
     else:
-        processor = imagenet_processor()
+        processing = EfficientNetClassifier(architecture, None, imagenet_processor(), imagenet_labels())
         state = None
         if weights.kind == "pretrained":
             state = torch.load(packaged_weights, map_location="cpu", weights_only=True)
@@ -137,4 +148,4 @@ def load_efficientnet(spec: ModelSpec, architecture: str, packaged_weights: str)
     network = EfficientNet.from_name(architecture)
     if state is not None:
         network.load_state_dict(state)
-    return EfficientNetClassifier(architecture, network, processor)
+    return processing.with_network(network.eval())

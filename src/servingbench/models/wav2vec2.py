@@ -7,6 +7,8 @@ from .base import LoadedModel
 from .tasks import SpeechRecognitionSpec
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from transformers import PretrainedConfig
 
 CONFIGS = {
@@ -31,12 +33,21 @@ class Wav2Vec2(SpeechRecognitionSpec):
     def load(self) -> LoadedModel:
         from transformers import AutoProcessor, Wav2Vec2ForCTC
 
-        from .hf import load_hf
+        from .hf import Logits, load_hf
         from .speech import SpeechRecognizer, wav2vec2_processor
 
         model, processor = load_hf(self, Wav2Vec2ForCTC, self.config(), wav2vec2_processor,
                                    AutoProcessor.from_pretrained)
-        return SpeechRecognizer(model, processor, self.input_samples)
+        return SpeechRecognizer(Logits(model), processor, self.input_samples)
+
+    def load_processing(self, directory: Path) -> LoadedModel:
+        from transformers import AutoProcessor
+
+        from .hf import saved_processor
+        from .speech import SpeechRecognizer
+
+        return SpeechRecognizer(None, saved_processor(self, directory, AutoProcessor.from_pretrained),
+                                self.input_samples)
 
 
 class Wav2Vec2Truncated(Wav2Vec2):

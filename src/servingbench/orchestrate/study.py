@@ -95,7 +95,7 @@ class StudyRunner:
         run_dir = self.results.work_dir / adapter.name / model.name
         try:
             artifact = adapter.package(model, loaded, run_dir)
-            ports = Ports(*free_ports(3))
+            ports = Ports.of(free_ports(Ports.COUNT))
             launch = adapter.launch_spec(artifact, ports, run_dir)
             with running_server(launch, run_dir / "server.log", f"{adapter.name} server",
                                 self.study.server.startup_timeout_s):

@@ -1,0 +1,157 @@
+"""TorchServe: a .mar (or unpacked) archive with servingbench's handler, a generated config.properties.
+
+Configured as the study did: TorchServe's defaults, a custom handler doing preprocessing server side,
+binary request bodies (image / WAV bytes, text). Study settings that reach it: `server.workers`
+(workers per model), `server.threads` (torch threads per worker); `server.options.torchserve`:
+batch_size, max_batch_delay_ms, job_queue_size (TorchServe answers 503 beyond it, as the study saw
+with BART), response_timeout_s, token_auth (TorchServe's default; off here unless asked for),
+archive_format (auto | default | no-archive).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from servingbench.adapters import torchserve_handler
+from servingbench.adapters.base import Adapter, Artifact, Availability, LaunchSpec, Ports, PreparedRequest
+from servingbench.adapters.http_metrics import get_text, prometheus_counters
+from servingbench.errors import ServingbenchError
+from servingbench.exports.torchscript import can_trace, export_torchscript
+from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
+
+DEFAULTS = {"batch_size": 1, "max_batch_delay_ms": 100, "job_queue_size": 100, "response_timeout_s": 120,
+            "token_auth": False, "archive_format": "auto"}
+NO_ARCHIVE_ABOVE_BYTES = 200 * 2**20  # zipping a 1.6 GB BART takes minutes; TorchServe reads a folder as well
+KEY_FILE = "key_file.json"
+# TorchServe's frontend counters, in servingbench's names (see Adapter.scrape_metrics). Its
+# "inference latency" runs from arrival to answer, queue included: servingbench's server time.
+METRICS = {"ts_inference_requests_total": "requests_total",
+           "ts_queue_latency_microseconds": "queue_us_total",
+           "ts_inference_latency_microseconds": "server_us_total"}
+
+
+def _venv_tool(name: str) -> Path:
+    return Path(sys.executable).with_name(name)
+
+
+class TorchServeAdapter(Adapter):
+    name = "torchserve"
+    description = "PyTorch TorchServe (Java frontend, Python workers, custom handler)"
+
+    def __init__(self, study):
+        super().__init__(study)
+        unknown = set(self.options) - set(DEFAULTS)
+        if unknown:
+            raise ServingbenchError(f"server.options.torchserve: unknown {', '.join(sorted(unknown))}; "
+                                    f"known: {', '.join(DEFAULTS)}")
+        self.settings = {**DEFAULTS, **self.options}
+        self._key_file: Path | None = None
+
+    def availability(self) -> Availability:
+        java = shutil.which("java")
+        if java is None:
+            return Availability(False, "Java 11+ is missing: apt-get install openjdk-17-jre-headless")
+        missing = [tool for tool in ("torchserve", "torch-model-archiver") if not _venv_tool(tool).exists()]
+        if missing:
+            return Availability(False, f"{' and '.join(missing)} not installed: pip install 'servingbench[torchserve]'")
+        return Availability(True, details={"torchserve": importlib.metadata.version("torchserve"), "java": java})
+
+    def package(self, model: ModelSpec, loaded: LoadedModel, workdir: Path) -> Artifact:
+        files_dir = workdir / "files"
+        shutil.rmtree(files_dir, ignore_errors=True)
+        manifest = {"model": model.name, "size": model.size, "threads": self.study.server.threads}
+        if can_trace(loaded):
+            loaded.save_processing(files_dir)
+            serialized = export_torchscript(model, loaded, files_dir / "model.pt")
+            manifest.update(network="torchscript", network_file=serialized.name)
+        else:  # BART: the eager model with from_pretrained + generate() in the handler, as the study served it
+            loaded.save(files_dir)
+            serialized = next(files_dir.glob("*.safetensors"))
+            manifest.update(network="eager")
+        (files_dir / torchserve_handler.MANIFEST).write_text(json.dumps(manifest))
+        extra = sorted(str(p) for p in files_dir.iterdir() if p != serialized)
+        size = sum(p.stat().st_size for p in files_dir.rglob("*") if p.is_file())
+        archive_format = self.settings["archive_format"]
+        if archive_format == "auto":
+            archive_format = "no-archive" if size > NO_ARCHIVE_ABOVE_BYTES else "default"
+        store = workdir / "model_store"
+        shutil.rmtree(store, ignore_errors=True)
+        store.mkdir(parents=True)
+        argv = [str(_venv_tool("torch-model-archiver")), "--model-name", model.name, "--version", "1.0",
+                "--serialized-file", str(serialized), "--handler", torchserve_handler.__file__,
+                "--extra-files", ",".join(extra), "--export-path", str(store), "--archive-format", archive_format]
+        done = subprocess.run(argv, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ServingbenchError(f"torch-model-archiver failed: {(done.stderr or done.stdout).strip()[-300:]}")
+        archive = store / (model.name if archive_format == "no-archive" else f"{model.name}.mar")
+        return Artifact(self.name, model.name, archive, (archive,))
+
+    def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
+        s = self.settings
+        management, grpc_management = ports.extra[:2]
+        config = {
+            "inference_address": f"http://127.0.0.1:{ports.http}",
+            "management_address": f"http://127.0.0.1:{management}",
+            "metrics_address": f"http://127.0.0.1:{ports.metrics}",
+            "grpc_inference_address": "127.0.0.1",
+            "grpc_management_address": "127.0.0.1",
+            "grpc_inference_port": ports.grpc,
+            "grpc_management_port": grpc_management,
+            "model_store": artifact.path.parent,
+            "load_models": artifact.path.name,
+            "metrics_mode": "prometheus",
+            "job_queue_size": s["job_queue_size"],
+            "default_response_timeout": s["response_timeout_s"],
+            "disable_token_authorization": str(not s["token_auth"]).lower(),
+            "models": json.dumps({artifact.model: {"1.0": {
+                "defaultVersion": True, "marName": artifact.path.name,
+                "minWorkers": self.study.server.workers, "maxWorkers": self.study.server.workers,
+                "batchSize": s["batch_size"], "maxBatchDelay": s["max_batch_delay_ms"],
+                "responseTimeout": s["response_timeout_s"]}}}),
+        }
+        config_file = run_dir / "config.properties"
+        config_file.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
+        tmp = run_dir / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        threads = str(self.study.server.threads)
+        self._key_file = run_dir / KEY_FILE if s["token_auth"] else None
+        base = f"http://127.0.0.1:{ports.http}"
+        return LaunchSpec(
+            # /ping says healthy before the worker has loaded the model; the management API knows.
+            base_url=base, ready_url=f"http://127.0.0.1:{management}/models/{artifact.model}",
+            ready_body='"status": "READY"', cwd=run_dir,
+            argv=(str(_venv_tool("torchserve")), "--start", "--foreground", "--ncs", "--ts-config", str(config_file),
+                  "--model-store", str(artifact.path.parent)),
+            # Its own TMPDIR: TorchServe keeps a pid file there that would block a second server.
+            env={"TMPDIR": str(tmp), "TEMP": str(tmp), "LOG_LOCATION": str(run_dir / "logs"),
+                 "METRICS_LOCATION": str(run_dir / "logs"), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
+                 "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", "HF_HUB_OFFLINE": "1"},
+            ready_headers=lambda: self._auth_headers("management"),
+            fatal_log_patterns=("Load model failed", "Failed to load model"),
+        )
+
+    def _auth_headers(self, api: str = "inference") -> dict[str, str]:
+        """With token auth on, TorchServe writes one key per API to key_file.json at start-up."""
+        if self._key_file is None or not self._key_file.exists():
+            return {}
+        key = json.loads(self._key_file.read_text())[api]["key"]
+        return {"Authorization": f"Bearer {key}"}
+
+    def request(self, model: ModelSpec, sample: Sample) -> PreparedRequest:
+        headers = {"Content-Type": sample.content_type, **self._auth_headers()}
+        return PreparedRequest("POST", f"/predictions/{model.name}", sample.data, headers, sample.name)
+
+    def decode(self, model: ModelSpec, status: int, body: bytes) -> Output | None:
+        return json.loads(body)
+
+    def scrape_metrics(self, launch: LaunchSpec, ports: Ports) -> dict[str, float]:
+        # One model per server: every sample of these counters belongs to it.
+        counters = prometheus_counters(get_text(f"http://127.0.0.1:{ports.metrics}/metrics"), METRICS, {})
+        if "server_us_total" in counters and "queue_us_total" in counters:
+            counters["inference_us_total"] = counters["server_us_total"] - counters["queue_us_total"]
+        return counters

@@ -1,0 +1,1 @@
+"""Model exports that several frameworks serve (TorchScript now; ONNX, SavedModel later)."""
