@@ -39,9 +39,23 @@ def delay_server_20ms(tmp_path):
 
 
 def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    """The CLI in a fresh process, exactly as a user runs it."""
-    return subprocess.run([sys.executable, "-m", "servingbench.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    """The CLI in a fresh process, exactly as a user runs it.
+
+    If the test gives up (timeout, failure), the CLI gets SIGTERM first so that it stops its servers
+    itself; a SIGKILL would leave their grandchildren (e.g. TorchServe's Java) behind.
+    """
+    argv = [sys.executable, "-m", "servingbench.cli", *args]
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd) as proc:
+        try:
+            stdout, stderr = proc.communicate(timeout=timeout)
+        except BaseException:
+            proc.terminate()
+            try:
+                proc.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
 
 
 def processes_mentioning(text: str) -> list[str]:

@@ -9,12 +9,14 @@ archive_format (auto | default | no-archive).
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from servingbench.adapters import torchserve_handler
@@ -26,7 +28,7 @@ from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
 DEFAULTS = {"batch_size": 1, "max_batch_delay_ms": 100, "job_queue_size": 100, "response_timeout_s": 120,
             "token_auth": False, "archive_format": "auto"}
-NO_ARCHIVE_ABOVE_BYTES = 200 * 2**20  # zipping a 1.6 GB BART takes minutes; TorchServe reads a folder as well
+NO_ARCHIVE_ABOVE_BYTES = 200 * 2**20
 KEY_FILE = "key_file.json"
 # TorchServe's frontend counters, in servingbench's names (see Adapter.scrape_metrics). Its
 # "inference latency" runs from arrival to answer, queue included: servingbench's server time.
@@ -37,6 +39,18 @@ METRICS = {"ts_inference_requests_total": "requests_total",
 
 def _venv_tool(name: str) -> Path:
     return Path(sys.executable).with_name(name)
+
+
+def _short_tmp(run_dir: Path) -> Path:
+    """TorchServe's own temp folder (pid file, worker sockets), one per run folder.
+
+    Workers talk over Unix sockets in it, whose paths may not exceed 107 bytes, so it can't live
+    inside a deep run folder: a short folder under the system temp dir, named after the run folder.
+    """
+    digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:12]
+    tmp = Path(tempfile.gettempdir()) / f"servingbench-ts-{digest}"
+    tmp.mkdir(exist_ok=True)
+    return tmp
 
 
 class TorchServeAdapter(Adapter):
@@ -64,6 +78,11 @@ class TorchServeAdapter(Adapter):
     def package(self, model: ModelSpec, loaded: LoadedModel, workdir: Path) -> Artifact:
         files_dir = workdir / "files"
         shutil.rmtree(files_dir, ignore_errors=True)
+        serialized = self.write_files(model, loaded, files_dir)
+        return self.archive(model, files_dir, serialized, workdir / "model_store")
+
+    def write_files(self, model: ModelSpec, loaded: LoadedModel, files_dir: Path) -> Path:
+        """The archive's content; returns the serialized network (the archiver's --serialized-file)."""
         manifest = {"model": model.name, "size": model.size, "threads": self.study.server.threads}
         if can_trace(loaded):
             loaded.save_processing(files_dir)
@@ -74,14 +93,17 @@ class TorchServeAdapter(Adapter):
             serialized = next(files_dir.glob("*.safetensors"))
             manifest.update(network="eager")
         (files_dir / torchserve_handler.MANIFEST).write_text(json.dumps(manifest))
-        extra = sorted(str(p) for p in files_dir.iterdir() if p != serialized)
-        size = sum(p.stat().st_size for p in files_dir.rglob("*") if p.is_file())
+        return serialized
+
+    def archive(self, model: ModelSpec, files_dir: Path, serialized: Path, store: Path) -> Artifact:
+        """torch-model-archiver: a .mar, or a folder for big models (zipping 1.6 GB takes minutes)."""
         archive_format = self.settings["archive_format"]
         if archive_format == "auto":
+            size = sum(p.stat().st_size for p in files_dir.rglob("*") if p.is_file())
             archive_format = "no-archive" if size > NO_ARCHIVE_ABOVE_BYTES else "default"
-        store = workdir / "model_store"
         shutil.rmtree(store, ignore_errors=True)
         store.mkdir(parents=True)
+        extra = sorted(str(p) for p in files_dir.iterdir() if p != serialized)
         argv = [str(_venv_tool("torch-model-archiver")), "--model-name", model.name, "--version", "1.0",
                 "--serialized-file", str(serialized), "--handler", torchserve_handler.__file__,
                 "--extra-files", ",".join(extra), "--export-path", str(store), "--archive-format", archive_format]
@@ -116,8 +138,7 @@ class TorchServeAdapter(Adapter):
         }
         config_file = run_dir / "config.properties"
         config_file.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
-        tmp = run_dir / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
+        tmp = _short_tmp(run_dir)
         threads = str(self.study.server.threads)
         self._key_file = run_dir / KEY_FILE if s["token_auth"] else None
         base = f"http://127.0.0.1:{ports.http}"
@@ -132,7 +153,7 @@ class TorchServeAdapter(Adapter):
                  "METRICS_LOCATION": str(run_dir / "logs"), "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads,
                  "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", "HF_HUB_OFFLINE": "1"},
             ready_headers=lambda: self._auth_headers("management"),
-            fatal_log_patterns=("Load model failed", "Failed to load model"),
+            fatal_log_patterns=("Load model failed", "Backend worker process died"),
         )
 
     def _auth_headers(self, api: str = "inference") -> dict[str, str]:
