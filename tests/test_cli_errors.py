@@ -80,3 +80,13 @@ def test_cli_overrides_win_over_the_preset():
     study = load_study("smoke", {"load.users": [3], "frameworks": ["endpoint"], "server.threads": None})
     assert study.load.users == [3] and study.frameworks == ["endpoint"]
     assert study.server.threads == 1 and study.size == "tiny"
+
+
+def test_list_shows_frameworks_with_availability_models_and_presets():
+    done = run_cli("list", timeout=120)
+    assert done.returncode == 0, done.stderr
+    for name in ("reference", "endpoint", "torchserve", "resnet50", "wav2vec2-truncated", "bart-large-cnn",
+                 "smoke", "quick", "study"):
+        assert name in done.stdout, name
+    # the endpoint framework needs a URL, and says how to give one
+    assert "set endpoint.url" in done.stdout

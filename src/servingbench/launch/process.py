@@ -90,6 +90,9 @@ class ManagedProcess:
             self.popen.wait(timeout=5)
         except subprocess.TimeoutExpired:
             pass
+        deadline = time.monotonic() + 5
+        while _group_alive(pgid) and time.monotonic() < deadline:  # until the kernel has removed them all
+            time.sleep(0.05)
         _LIVE.discard(self)
 
     def __enter__(self) -> "ManagedProcess":
@@ -97,6 +100,16 @@ class ManagedProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _signal_group(pgid: int, sig: int) -> None:

@@ -16,7 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import ServingbenchError
-from .cache import atomic_directory, cache_dir
+from ..atomic import atomic_directory
+from .cache import cache_dir
 
 WHISPER_VERSION = "20250625"
 TIKTOKEN_MEMBER = "whisper/assets/gpt2.tiktoken"

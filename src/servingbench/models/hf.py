@@ -18,7 +18,8 @@ from transformers.utils import logging as transformers_logging
 
 from ..errors import ServingbenchError
 from .base import LoadedModel, ModelSpec
-from .cache import atomic_directory, cache_dir
+from ..atomic import atomic_directory
+from .cache import cache_dir
 
 # servingbench shows its own progress; transformers' per-load bars would flood logs and the console.
 transformers_logging.disable_progress_bar()

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ..errors import ServingbenchError
 from .base import Sample
-from .cache import cache_dir, write_atomically
+from ..atomic import write_atomically
+from .cache import cache_dir
 
 SAMPLE_RATE = 16_000
 IMAGES = ("chelsea", "coffee", "astronaut", "rocket")

@@ -3,12 +3,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from pathlib import Path
 
 from pydantic import ValidationError
 
+from servingbench.atomic import write_atomically
 from servingbench.errors import ServingbenchError
 from servingbench.results.schema import SCHEMA_VERSION, Summary
 
@@ -21,18 +20,6 @@ def now_iso() -> str:
 
 def default_results_dir() -> Path:
     return Path("results") / dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a crash never leaves a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class ResultsDir:
@@ -63,7 +50,7 @@ class ResultsDir:
     def write_text(self, name: str, text: str) -> Path:
         target = self.path / name
         target.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(target, text)
+        write_atomically(target, text)
         return target
 
     def write_json(self, name: str, data: object) -> Path:
