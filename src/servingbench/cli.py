@@ -115,7 +115,9 @@ def list_command() -> None:
     for name in adapter_names():
         adapter = get_adapter(name, Study())
         available = adapter.availability()
-        frameworks.add_row(name, "yes" if available.ok else f"no: {available.reason}", adapter.description)
+        details = ", ".join(f"{k} {v}" for k, v in available.details.items())
+        frameworks.add_row(name, f"yes ({details})" if available.ok else f"no: {available.reason}",
+                           adapter.description)
     console.print(frameworks)
     models = Table(title="models", title_justify="left")
     for column in ("name", "task", "pretrained weights"):

@@ -14,6 +14,7 @@ ADAPTERS: dict[str, str] = {
     "reference": "servingbench.adapters.reference:ReferenceAdapter",
     "endpoint": "servingbench.adapters.endpoint:EndpointAdapter",
     "torchserve": "servingbench.adapters.torchserve:TorchServeAdapter",
+    "triton": "servingbench.adapters.triton:TritonAdapter",
 }
 
 

@@ -77,6 +77,10 @@ class PreparedRequest:
     body: bytes
     headers: dict[str, str]
     sample: str
+    # Work the client does before sending (decode, resize, feature extraction, tokenisation) for
+    # frameworks whose clients preprocess, as Triton's did in the study: measured, reported next to
+    # the latency, so server-side and client-side preprocessing compare fairly.
+    client_preprocess_ms: float = 0.0
 
 
 class Adapter(ABC):

@@ -4,7 +4,8 @@ Run as `python -m servingbench.load.locust_worker PLAN.json`. It lives in its ow
 Locust monkey-patches the standard library with gevent. Each virtual user keeps one keep-alive
 connection and sends its next request as soon as the previous answer arrives (no wait time, as
 in the study). Locust rounds its own response times, so users append exact perf_counter_ns
-timings to a list that a flusher writes to Parquet every second.
+timings to a list that a flusher writes to Parquet every second. HTTP goes through
+geventhttpclient; gRPC (base URL grpc://host:port) through grpcio in gevent mode.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import gevent
 from geventhttpclient import HTTPClient
@@ -42,8 +44,45 @@ class Trial:
         self.active_users = 0
 
 
+Sender = Callable[[str, str, bytes, dict], tuple[int, int, "str | None"]]
+
+
+def http_sender(trial: Trial, timeout: float) -> tuple[Sender, Callable[[], None]]:
+    """One keep-alive connection per user; any non-2xx answer is a failure."""
+    client = HTTPClient.from_url(trial.url, concurrency=1, connection_timeout=timeout, network_timeout=timeout)
+
+    def send(method: str, path: str, body: bytes, headers: dict) -> tuple[int, int, str | None]:
+        response = client.request(method, path, body=body, headers=headers)
+        received = len(response.read())
+        status = response.status_code
+        return status, received, None if 200 <= status < 300 else f"HTTP {status}"
+
+    return send, client.close
+
+
+def grpc_sender(trial: Trial, timeout: float) -> tuple[Sender, Callable[[], None]]:
+    """One channel per user; the body is an already serialised message sent to the method `path`."""
+    import grpc
+
+    channel = grpc.insecure_channel(f"{trial.url.host}:{trial.url.port}")
+    methods: dict[str, Callable] = {}
+
+    def send(method: str, path: str, body: bytes, headers: dict) -> tuple[int, int, str | None]:
+        call = methods.get(path) or methods.setdefault(path, channel.unary_unary(path))
+        try:
+            response = call(body, timeout=timeout)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return 0, 0, "timeout"
+            return exc.code().value[0], 0, f"gRPC {exc.code().name}"
+        return 0, len(response), None
+
+    return send, channel.close
+
+
 def make_user_class(trial: Trial) -> type[User]:
     timeout = trial.plan["request_timeout_s"]
+    make_sender = grpc_sender if trial.plan["base_url"].startswith("grpc://") else http_sender
     perf_ns = time.perf_counter_ns
 
     class ClosedLoopUser(User):
@@ -52,34 +91,25 @@ def make_user_class(trial: Trial) -> type[User]:
         def send_until_window_closes(self) -> None:
             worker_id = next(trial.user_ids)
             trial.active_users += 1
-            client = HTTPClient.from_url(trial.url, concurrency=1, connection_timeout=timeout,
-                                         network_timeout=timeout)
+            send, close = make_sender(trial, timeout)
             requests = trial.requests
             rows = trial.rows
             index = worker_id % len(requests)  # users start on different samples
             try:
                 while trial.stop_sending_ns is None or perf_ns() < trial.stop_sending_ns:
                     method, path, body, headers = requests[index]
-                    error = None
-                    status = 0
-                    received = 0
                     sent = perf_ns()
                     try:
-                        response = client.request(method, path, body=body, headers=headers)
-                        received = len(response.read())
-                        status = response.status_code
-                        response.release()
+                        status, received, error = send(method, path, body, headers)
                     except (gevent.Timeout, TimeoutError):
-                        error = "timeout"
+                        status, received, error = 0, 0, "timeout"
                     except Exception as exc:  # every failure is a record, never a crash
-                        error = f"{type(exc).__name__}: {exc}"[:200] or type(exc).__name__
+                        status, received, error = 0, 0, f"{type(exc).__name__}: {exc}"[:200]
                     end = perf_ns()
-                    if error is None and not 200 <= status < 300:
-                        error = f"HTTP {status}"
                     rows.append((worker_id, index, sent, end, status, error, len(body), received))
                     index = (index + 1) % len(requests)
             finally:
-                client.close()
+                close()
                 trial.active_users -= 1
             raise StopUser()
 
@@ -104,6 +134,10 @@ def flush(trial: Trial, writer: RecordWriter) -> None:
 
 def run(plan: dict) -> dict:
     trial = Trial(plan)
+    if plan["base_url"].startswith("grpc://"):
+        import grpc.experimental.gevent
+
+        grpc.experimental.gevent.init_gevent()  # else every gRPC call blocks all users (gevent's hub)
     writer = RecordWriter(Path(plan["records_path"]), plan["trial_id"])
     env = Environment(user_classes=[make_user_class(trial)])
     runner = env.create_local_runner()

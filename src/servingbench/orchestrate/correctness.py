@@ -1,25 +1,10 @@
 """Before any load: does the served model answer what the model run in-process answers?"""
 from __future__ import annotations
 
-import http.client
-from urllib.parse import urlsplit
-
 from servingbench.adapters.base import Adapter
+from servingbench.load.transport import send_once
 from servingbench.models.base import ModelSpec, Output, Sample
 from servingbench.results.schema import Correctness
-
-
-def send_once(base_url: str, method: str, path: str, body: bytes, headers: dict[str, str],
-              timeout_s: float) -> tuple[int, bytes]:
-    parts = urlsplit(base_url)
-    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = conn_cls(parts.hostname, parts.port, timeout=timeout_s)
-    try:
-        conn.request(method, path, body=body, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read()
-    finally:
-        conn.close()
 
 
 def check_correctness(adapter: Adapter, model: ModelSpec, samples: list[Sample], references: dict[str, Output],
@@ -28,8 +13,7 @@ def check_correctness(adapter: Adapter, model: ModelSpec, samples: list[Sample],
     for checked, sample in enumerate(samples):
         request = adapter.request(model, sample)
         try:
-            status, body = send_once(base_url, request.method, request.path, request.body, request.headers,
-                                     timeout_s)
+            status, body = send_once(base_url, request, timeout_s)
         except OSError as exc:
             return Correctness(ok=False, reason=f"sample {sample.name}: no answer ({exc})", samples_checked=checked)
         if not 200 <= status < 300:

@@ -104,12 +104,13 @@ class StudyRunner:
                     if self.study.check_correctness else None
                 if correct is not None:
                     self.display.stage(f"{model.name} · {adapter.name}: correct = {correct.ok} ({correct.reason})")
-                target = Target(adapter.name, model.name, launch.base_url,
-                                [adapter.request(model, s) for s in samples],
+                requests = [adapter.request(model, s) for s in samples]
+                target = Target(adapter.name, model.name, launch.base_url, requests,
                                 lambda: adapter.scrape_metrics(launch, ports))
+                preprocess_ms = sum(r.client_preprocess_ms for r in requests) / len(requests)
                 for cell in cells:
-                    run_cell(self.results, self.summary, cell.model_copy(update={"correct": correct}),
-                             target, self.study.load, self.display)
+                    cell = cell.model_copy(update={"correct": correct, "client_preprocess_ms": preprocess_ms})
+                    run_cell(self.results, self.summary, cell, target, self.study.load, self.display)
         except ServerStartError as exc:
             self._mark_running("failed", str(exc), exc.log_tail)
         except ServingbenchError as exc:

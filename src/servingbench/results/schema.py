@@ -74,6 +74,8 @@ class CellSummary(BaseModel):
     latency_ms_ci95: dict[str, Estimate] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
     log_tail: str = ""
+    client_preprocess_ms: float = Field(0.0, description="mean client-side preprocessing per sample, "
+                                                          "not inside latency_ms (done before timing)")
 
 
 class ModelInfo(BaseModel):

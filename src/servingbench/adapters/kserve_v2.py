@@ -1,0 +1,61 @@
+"""The KServe v2 / Open Inference Protocol over HTTP, with Triton's binary tensor extension.
+
+A request is a JSON header, optionally followed by raw little-endian tensor bytes whose JSON entry
+says `binary_data_size`; the header's length goes in `Inference-Header-Content-Length`. Answers
+have the same layout. Shared by every framework that speaks the protocol (Triton, KServe, MLServer).
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+DATATYPES = {"FP32": np.float32, "FP16": np.float16, "FP64": np.float64, "INT64": np.int64, "INT32": np.int32,
+             "INT8": np.int8, "UINT8": np.uint8, "BOOL": np.bool_}
+_NAMES = {np.dtype(v): k for k, v in DATATYPES.items()}
+HEADER_LENGTH = "Inference-Header-Content-Length"
+
+
+def datatype(array: np.ndarray) -> str:
+    try:
+        return _NAMES[array.dtype]
+    except KeyError:
+        raise ValueError(f"no KServe v2 datatype for {array.dtype}") from None
+
+
+def encode_request(inputs: dict[str, np.ndarray], outputs: list[str], binary: bool = True) -> tuple[bytes, dict]:
+    """(body, headers) of an inference request."""
+    entries, blobs = [], []
+    for name, array in inputs.items():
+        entry = {"name": name, "shape": list(array.shape), "datatype": datatype(array)}
+        if binary:
+            blob = np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+            entry["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+        else:
+            entry["data"] = array.flatten().tolist()
+        entries.append(entry)
+    header = json.dumps({"inputs": entries, "outputs": [
+        {"name": n, "parameters": {"binary_data": binary}} for n in outputs]}).encode()
+    if not binary:
+        return header, {"Content-Type": "application/json"}
+    return header + b"".join(blobs), {"Content-Type": "application/octet-stream", HEADER_LENGTH: str(len(header))}
+
+
+def decode_response(body: bytes) -> dict[str, np.ndarray]:
+    """Output tensors by name. The JSON part ends where the JSON document ends: no header needed."""
+    # latin-1 maps bytes 1:1 to characters, so the decoder's end index is a byte offset.
+    document, end = json.JSONDecoder().raw_decode(body.decode("latin-1"))
+    if "error" in document:
+        raise ValueError(document["error"])
+    tensors, offset = {}, end
+    for output in document["outputs"]:
+        dtype = np.dtype(DATATYPES[output["datatype"]])
+        size = output.get("parameters", {}).get("binary_data_size")
+        if size is not None:
+            array = np.frombuffer(body, dtype=dtype.newbyteorder("<"), count=size // dtype.itemsize, offset=offset)
+            offset += size
+        else:
+            array = np.asarray(output["data"], dtype=dtype)
+        tensors[output["name"]] = array.reshape(output["shape"])
+    return tensors

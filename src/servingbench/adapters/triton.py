@@ -1,0 +1,225 @@
+"""NVIDIA Triton Inference Server: a generated model repository, the KServe v2 protocol.
+
+As in the study, Triton's client preprocesses (decode, resize, normalise, feature extraction,
+tokenisation): `request()` does it before timing and measures it; the server runs only the network.
+Backends: `python` (a generated model.py running TorchScript, or BART's generate(), which the
+study's TorchScript route could not serve), and for hosts whose Triton has them `pytorch`
+(TorchScript `model.pt`, the study's "Triton (PyTorch)") and `onnxruntime` (`model.onnx`).
+The server is the `tritonserver` binary bundled in the `nvidia-pytriton` wheel (python backend
+only), or one you give with `server.options.triton.server`.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from servingbench.adapters import kserve_v2
+from servingbench.adapters.base import Adapter, Artifact, Availability, LaunchSpec, Ports, PreparedRequest
+from servingbench.adapters.http_metrics import get_text, prometheus_counters
+from servingbench.errors import ServingbenchError
+from servingbench.exports.onnx import export_onnx
+from servingbench.exports.torchscript import can_trace, export_torchscript
+from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
+
+DEFAULTS = {"backend": "python", "max_batch_size": 0, "max_queue_delay_us": 0, "protocol": "http",
+            "binary": True, "server": None}
+PROTOCOLS = ("http", "grpc")
+# Copied as model.py into the repository; imported only inside Triton's stub (it needs pb_utils).
+PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
+MANIFEST = "servingbench.json"  # what model.py reads: model, size, network, tensor names
+INPUT, OUTPUT = "INPUT__0", "OUTPUT__0"  # the pytorch backend's naming convention; fine for all backends
+TRITON_TYPES = {torch.float32: "TYPE_FP32", torch.int64: "TYPE_INT64", torch.float16: "TYPE_FP16",
+                torch.int32: "TYPE_INT32"}
+# Triton's counters, in servingbench's names (see Adapter.scrape_metrics).
+METRICS = {"nv_inference_request_success": "requests_total",
+           "nv_inference_request_duration_us": "server_us_total",
+           "nv_inference_queue_duration_us": "queue_us_total",
+           "nv_inference_compute_input_duration_us": "compute_input_us_total",
+           "nv_inference_compute_infer_duration_us": "inference_us_total",
+           "nv_inference_compute_output_duration_us": "compute_output_us_total"}
+
+
+def _bundled_root() -> Path | None:
+    spec = importlib.util.find_spec("pytriton")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(list(spec.submodule_search_locations)[0]) / "tritonserver"
+    return root if (root / "bin" / "tritonserver").exists() else None
+
+
+class TritonAdapter(Adapter):
+    name = "triton"
+    description = "NVIDIA Triton Inference Server (KServe v2 over HTTP or gRPC; python/pytorch/onnxruntime backends)"
+
+    def __init__(self, study):
+        super().__init__(study)
+        unknown = set(self.options) - set(DEFAULTS)
+        if unknown:
+            raise ServingbenchError(f"server.options.triton: unknown {', '.join(sorted(unknown))}; "
+                                    f"known: {', '.join(DEFAULTS)}")
+        self.settings = {**DEFAULTS, **self.options}
+        if self.settings["protocol"] not in PROTOCOLS:
+            raise ServingbenchError(f"server.options.triton.protocol must be one of {', '.join(PROTOCOLS)}")
+        self._processing: dict[str, LoadedModel] = {}
+
+    # -- where the server and its backends are -------------------------------------------------------------
+
+    def _server(self) -> Path | None:
+        if self.settings["server"]:
+            return Path(self.settings["server"])
+        bundled = _bundled_root()
+        return bundled / "bin" / "tritonserver" if bundled else None
+
+    def backends(self) -> list[str]:
+        """Backends this host's Triton has: the bundled server ships only python."""
+        if self.settings["server"]:
+            backend_dir = Path(self.settings["server"]).parent.parent / "backends"
+            return sorted(p.name for p in backend_dir.iterdir()) if backend_dir.is_dir() else []
+        return ["python"] if _bundled_root() else []
+
+    def availability(self) -> Availability:
+        server = self._server()
+        if server is None:
+            return Availability(False, "no tritonserver: ./setup.sh installs the one bundled in nvidia-pytriton "
+                                       "(pip install --no-deps nvidia-pytriton==0.7.0), or set "
+                                       "server.options.triton.server to a tritonserver binary")
+        if not server.exists():
+            return Availability(False, f"tritonserver not found at {server}")
+        return Availability(True, details={"server": str(server), "backends": ",".join(self.backends())})
+
+    def unsupported_reason(self, model: ModelSpec) -> str | None:
+        backend = self.settings["backend"]
+        if backend not in self.backends():
+            return (f"Triton's {backend} backend is not installed here (this host has: "
+                    f"{', '.join(self.backends()) or 'none'}); use the official container on a host that has it")
+        return None
+
+    # -- packaging ----------------------------------------------------------------------------------------------
+
+    def package(self, model: ModelSpec, loaded: LoadedModel, workdir: Path) -> Artifact:
+        backend = self.settings["backend"]
+        repo = workdir / "model_repository"
+        shutil.rmtree(repo, ignore_errors=True)
+        version = repo / model.name / "1"
+        version.mkdir(parents=True)
+        example = loaded.preprocess(model.samples()[0].data)
+        with torch.inference_mode():
+            example_output = loaded.network(example)
+        manifest = {"model": model.name, "size": model.size, "threads": self.study.server.threads,
+                    "input": INPUT, "output": OUTPUT}
+        if backend == "python":
+            shutil.copy(PYTHON_MODEL, version / "model.py")
+            if can_trace(loaded):
+                export_torchscript(model, loaded, version / "model.pt")
+                manifest.update(network="torchscript", network_file="model.pt")
+            else:  # BART's generate() loop runs eagerly in the python backend
+                loaded.save(version / "weights")
+                manifest.update(network="eager")
+            (version / MANIFEST).write_text(json.dumps(manifest))
+        elif backend == "pytorch":
+            export_torchscript(model, loaded, version / "model.pt")
+        elif backend == "onnxruntime":
+            export_onnx(model, loaded, version / "model.onnx", INPUT, OUTPUT)
+        else:
+            raise ServingbenchError(f"server.options.triton.backend: unknown backend '{backend}'")
+        (repo / model.name / "config.pbtxt").write_text(self.model_config(model.name, example, example_output))
+        self._processing[model.name] = loaded
+        return Artifact(self.name, model.name, repo, tuple(sorted(repo.rglob("*"))))
+
+    def model_config(self, name: str, example: torch.Tensor, example_output: torch.Tensor) -> str:
+        """config.pbtxt; every dimension variable (-1) but the batch one when Triton batches."""
+        batch = self.settings["max_batch_size"]
+
+        def tensor(tensor_name: str, value: torch.Tensor) -> str:
+            dims = [-1] * (value.dim() - (1 if batch else 0))
+            if value.dtype not in TRITON_TYPES:
+                raise ServingbenchError(f"no Triton type for {value.dtype}")
+            return f'{{ name: "{tensor_name}" data_type: {TRITON_TYPES[value.dtype]} dims: {dims} }}'
+
+        backend = self.settings["backend"]
+        lines = [f'name: "{name}"',
+                 f'backend: "{backend}"' if backend != "pytorch" else 'platform: "pytorch_libtorch"',
+                 f"max_batch_size: {batch}",
+                 f"input [ {tensor(INPUT, example)} ]",
+                 f"output [ {tensor(OUTPUT, example_output)} ]",
+                 f"instance_group [ {{ kind: KIND_CPU count: {self.study.server.workers} }} ]"]
+        if batch:
+            lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {self.settings['max_queue_delay_us']} }}")
+        return "\n".join(lines) + "\n"
+
+    # -- launching ----------------------------------------------------------------------------------------------
+
+    def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
+        server = self._server()
+        argv = [str(server), f"--model-repository={artifact.path}", "--disable-auto-complete-config",
+                "--http-address=127.0.0.1", f"--http-port={ports.http}",
+                "--grpc-address=127.0.0.1", f"--grpc-port={ports.grpc}",
+                "--metrics-address=127.0.0.1", f"--metrics-port={ports.metrics}",
+                "--allow-gpu-metrics=false", "--exit-timeout-secs=10"]
+        env = {"OMP_NUM_THREADS": str(self.study.server.threads), "MKL_NUM_THREADS": str(self.study.server.threads),
+               "HF_HUB_OFFLINE": "1",
+               # the stub finds its Python on PATH: the one servingbench (and torch) is installed in
+               "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
+        bundled = _bundled_root()
+        if bundled and not self.settings["server"]:
+            argv += [f"--backend-directory={self._backend_dir(bundled, run_dir)}",
+                     f"--cache-directory={bundled / 'caches'}"]
+            # The wheel's libraries, and this Python's libpython (else the stub loads the system one).
+            env["LD_LIBRARY_PATH"] = ":".join(
+                p for p in (str(bundled.parent.parent / "nvidia_pytriton.libs"), sysconfig.get_config_var("LIBDIR"),
+                            os.environ.get("LD_LIBRARY_PATH")) if p)
+        http = f"http://127.0.0.1:{ports.http}"
+        return LaunchSpec(base_url=http if self.settings["protocol"] == "http" else f"grpc://127.0.0.1:{ports.grpc}",
+                          ready_url=f"{http}/v2/models/{artifact.model}/ready", argv=tuple(argv), env=env, cwd=run_dir,
+                          fatal_log_patterns=("failed to load", "UNAVAILABLE: Internal"))
+
+    @staticmethod
+    def _backend_dir(bundled: Path, run_dir: Path) -> Path:
+        """The bundled python backend plus the stub for this Python version, as Triton expects them."""
+        backend = run_dir / "backends" / "python"
+        backend.mkdir(parents=True, exist_ok=True)
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        for source in (bundled / "backends" / "python" / "libtriton_python.so",
+                       bundled / "backends" / "python" / "triton_python_backend_utils.py",
+                       bundled / "python_backend_stubs" / version / "triton_python_backend_stub"):
+            if not source.exists():
+                raise ServingbenchError(f"the bundled Triton lacks {source.name} for Python {version}")
+            shutil.copy2(source, backend / source.name)
+        return backend.parent
+
+    # -- requests -----------------------------------------------------------------------------------------------
+
+    def request(self, model: ModelSpec, sample: Sample) -> PreparedRequest:
+        loaded = self._processing[model.name]
+        start = time.perf_counter()
+        tensor = loaded.preprocess(sample.data).numpy()
+        preprocess_ms = (time.perf_counter() - start) * 1000
+        if self.settings["protocol"] == "grpc":
+            from servingbench.adapters import kserve_v2_grpc
+
+            return PreparedRequest("GRPC", kserve_v2_grpc.INFER_METHOD,
+                                   kserve_v2_grpc.encode_request(model.name, {INPUT: tensor}, [OUTPUT]), {},
+                                   sample.name, preprocess_ms)
+        body, headers = kserve_v2.encode_request({INPUT: tensor}, [OUTPUT], self.settings["binary"])
+        return PreparedRequest("POST", f"/v2/models/{model.name}/infer", body, headers, sample.name, preprocess_ms)
+
+    def decode(self, model: ModelSpec, status: int, body: bytes) -> Output | None:
+        if self.settings["protocol"] == "grpc":
+            from servingbench.adapters import kserve_v2_grpc
+
+            outputs = kserve_v2_grpc.decode_response(body)
+        else:
+            outputs = kserve_v2.decode_response(body)
+        return self._processing[model.name].postprocess(torch.from_numpy(np.array(outputs[OUTPUT])))
+
+    def scrape_metrics(self, launch: LaunchSpec, ports: Ports) -> dict[str, float]:
+        return prometheus_counters(get_text(f"http://127.0.0.1:{ports.metrics}/metrics"), METRICS, {})

@@ -1,0 +1,50 @@
+"""The `model.py` servingbench puts in every Triton python-backend model.
+
+Triton's python backend runs it in a stub process with the Python servingbench is installed in.
+As in the study's Triton set-up, the client does pre- and postprocessing: this model runs only the
+network — TorchScript (`model.pt`), or for BART the eager model's generate() loop. `servingbench.json`
+beside it names the model, size and network.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import triton_python_backend_utils as pb_utils
+
+MANIFEST = "servingbench.json"
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        import torch
+
+        from servingbench.models import get_model
+
+        version_dir = Path(args["model_repository"]) / args["model_version"]
+        manifest = json.loads((version_dir / MANIFEST).read_text())
+        torch.set_num_threads(manifest["threads"])
+        if manifest["network"] == "torchscript":
+            self.network = torch.jit.load(str(version_dir / manifest["network_file"]), map_location="cpu").eval()
+        else:
+            self.network = get_model(manifest["model"], manifest["size"], str(version_dir / "weights")).load().network
+        self.input_name, self.output_name = manifest["input"], manifest["output"]
+
+    def execute(self, requests):
+        """One response per request (one input each); with dynamic batching, equal shapes run together.
+
+        Tensors cross the stub boundary through DLPack, not numpy: the stub's numpy path silently
+        returns zeros under numpy 2 (seen with Triton 2.51's python backend).
+        """
+        import torch
+        from torch.utils.dlpack import from_dlpack, to_dlpack
+
+        inputs = [from_dlpack(pb_utils.get_input_tensor_by_name(r, self.input_name).to_dlpack()) for r in requests]
+        with torch.inference_mode():
+            if len(inputs) > 1 and all(x.shape == inputs[0].shape for x in inputs):
+                merged = self.network(torch.cat(inputs))
+                outputs = [merged[i:i + 1] for i in range(len(inputs))]
+            else:
+                outputs = [self.network(x) for x in inputs]
+        return [pb_utils.InferenceResponse(output_tensors=[
+            pb_utils.Tensor.from_dlpack(self.output_name, to_dlpack(out.contiguous()))]) for out in outputs]

@@ -1,0 +1,27 @@
+"""ONNX through torch's TorchScript-based exporter (the dynamo one needs onnxscript), every axis dynamic."""
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import torch
+
+from servingbench.errors import ServingbenchError
+from servingbench.models.base import LoadedModel, ModelSpec
+
+
+def export_onnx(model: ModelSpec, loaded: LoadedModel, path: Path, input_name: str, output_name: str) -> Path:
+    module = loaded.traceable()
+    if module is None:
+        raise ServingbenchError(f"{model.name}'s network can't be exported to ONNX (e.g. a generate() loop)")
+    example = loaded.preprocess(model.samples()[0].data)
+    with torch.inference_mode():
+        rank_out = module(example).dim()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=[input_name],
+                          output_names=[output_name],
+                          dynamic_axes={input_name: {i: f"in{i}" for i in range(example.dim())},
+                                        output_name: {i: f"out{i}" for i in range(rank_out)}})
+    return path

@@ -1,0 +1,101 @@
+"""Real tritonserver (bundled in nvidia-pytriton, python backend) for every model, over HTTP and gRPC."""
+import json
+
+import pytest
+import yaml
+
+from conftest import processes_mentioning, run_cli
+from servingbench.adapters import get_adapter
+from servingbench.adapters.base import Ports
+from servingbench.adapters.triton import TritonAdapter
+from servingbench.config import load_study
+from servingbench.errors import ServingbenchError
+from servingbench.launch.ports import free_ports
+from servingbench.launch.server import running_server
+from servingbench.load.transport import send_once
+from servingbench.models import get_model
+
+MODELS = ["resnet50", "efficientnet-lite0", "wav2vec2", "wav2vec2-truncated", "bart-large-cnn"]
+
+pytestmark = pytest.mark.skipif(not TritonAdapter(load_study("smoke")).availability().ok,
+                                reason="no tritonserver: ./setup.sh installs the bundled one")
+
+
+def run_study(tmp_path, triton_options):
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({
+        "frameworks": ["triton"], "models": MODELS, "size": "tiny",
+        "load": {"users": [3], "repetitions": 1, "duration_s": 2, "warmup_s": 0.5},
+        "server": {"options": {"triton": triton_options}}}))
+    out = tmp_path / "results"
+    done = run_cli("run", str(study), "--out", str(out), timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out, json.loads((out / "summary.json").read_text())
+
+
+def assert_served_and_measured(out, summary):
+    assert sorted(c["model"] for c in summary["cells"]) == sorted(MODELS)
+    for cell in summary["cells"]:
+        assert cell["status"] == "ok" and cell["correct"]["ok"] is True, cell
+        assert cell["failed"] == 0 and cell["throughput_rps"]["mean"] > 0
+        assert cell["client_preprocess_ms"] > 0  # Triton's client preprocesses, measured apart
+        metrics = cell["repetitions"][0]["server_metrics"]
+        assert metrics["requests_total"] >= cell["repetitions"][0]["ok"]
+        for stage in ("server", "queue", "compute_input", "inference", "compute_output"):
+            assert metrics[f"{stage}_ms_mean"] >= 0, stage
+        assert metrics["inference_ms_mean"] > 0
+    assert processes_mentioning(str(out)) == []
+
+
+def test_every_model_over_http_with_binary_tensors(tmp_path):
+    out, summary = run_study(tmp_path, {"protocol": "http"})
+    assert_served_and_measured(out, summary)
+    config = (out / "work" / "triton" / "resnet50" / "model_repository" / "resnet50" / "config.pbtxt").read_text()
+    assert 'backend: "python"' in config and "max_batch_size: 0" in config
+    assert (out / "work" / "triton" / "resnet50" / "model_repository" / "resnet50" / "1" / "model.py").is_file()
+
+
+def test_every_model_over_grpc_with_dynamic_batching(tmp_path):
+    out, summary = run_study(tmp_path, {"protocol": "grpc", "max_batch_size": 4, "max_queue_delay_us": 2000})
+    assert_served_and_measured(out, summary)
+    config = (out / "work" / "triton" / "wav2vec2" / "model_repository" / "wav2vec2" / "config.pbtxt").read_text()
+    assert "max_batch_size: 4" in config and "max_queue_delay_microseconds: 2000" in config
+
+
+def test_real_labels_over_json_requests(tmp_path):
+    study = load_study("smoke", {"server.options": {"triton": {"binary": False}}})
+    adapter = get_adapter("triton", study)
+    model = get_model("efficientnet-lite0")
+    artifact = adapter.package(model, model.load(), tmp_path)
+    ports = Ports.of(free_ports(Ports.COUNT))
+    launch = adapter.launch_spec(artifact, ports, tmp_path)
+    with running_server(launch, tmp_path / "server.log", "triton", 180):
+        labels = {}
+        for sample in model.samples()[:2]:
+            request = adapter.request(model, sample)
+            assert request.headers["Content-Type"] == "application/json"
+            status, body = send_once(launch.base_url, request, 60)
+            labels[sample.name] = adapter.decode(model, status, body)["top5"][0][0]
+    assert 281 <= labels["chelsea.jpg"] <= 285 and labels["coffee.jpg"] == 967
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def test_backends_this_host_lacks_are_unsupported_with_a_reason_but_configs_are_generated(tmp_path):
+    model = get_model("resnet50")
+    loaded = model.load()
+    adapter = get_adapter("triton", load_study("smoke", {"server.options": {"triton": {"backend": "pytorch"}}}))
+    assert "pytorch backend is not installed here" in adapter.unsupported_reason(model)
+    artifact = adapter.package(model, loaded, tmp_path / "pt")
+    config = (artifact.path / "resnet50" / "config.pbtxt").read_text()
+    assert 'platform: "pytorch_libtorch"' in config and 'name: "INPUT__0"' in config
+    assert (artifact.path / "resnet50" / "1" / "model.pt").is_file()
+    bart = get_model("bart-large-cnn")
+    with pytest.raises(ServingbenchError, match="can't be traced"):
+        adapter.package(bart, bart.load(), tmp_path / "bart")
+    onnx_adapter = get_adapter("triton", load_study("smoke", {"server.options": {"triton": {"backend": "onnxruntime"}}}))
+    artifact = onnx_adapter.package(model, loaded, tmp_path / "onnx")
+    config = (artifact.path / "resnet50" / "config.pbtxt").read_text()
+    assert 'backend: "onnxruntime"' in config and "dims: [-1, -1, -1, -1]" in config
+    import onnx
+    graph = onnx.load(str(artifact.path / "resnet50" / "1" / "model.onnx")).graph
+    assert [i.name for i in graph.input] == ["INPUT__0"] and [o.name for o in graph.output] == ["OUTPUT__0"]
