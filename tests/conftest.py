@@ -4,13 +4,19 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
 import pytest
 
-from servingbench.launch.ports import free_port
+from servingbench.adapters import get_adapter
+from servingbench.adapters.base import Ports
+from servingbench.config import load_study
+from servingbench.launch.ports import free_port, free_ports
 from servingbench.launch.process import ManagedProcess, wait_ready
+from servingbench.launch.server import running_server
+from servingbench.models import get_model
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -66,3 +72,14 @@ def processes_mentioning(text: str) -> list[str]:
         if text in cmdline and proc.pid != os.getpid():
             found.append(f"{proc.pid}: {cmdline}")
     return found
+
+
+@contextmanager
+def launched(framework: str, model_name: str, options: dict, tmp_path: Path):
+    """One model packaged for one framework and its real server up: yields (adapter, model, launch spec)."""
+    adapter = get_adapter(framework, load_study("smoke", {"server.options": {framework: options}}))
+    model = get_model(model_name)
+    artifact = adapter.package(model, model.load(), tmp_path)
+    launch = adapter.launch_spec(artifact, Ports.of(free_ports(Ports.COUNT)), tmp_path)
+    with running_server(launch, tmp_path / "server.log", framework, 180):
+        yield adapter, model, launch

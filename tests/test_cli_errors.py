@@ -90,3 +90,10 @@ def test_list_shows_frameworks_with_availability_models_and_presets():
         assert name in done.stdout, name
     # the endpoint framework needs a URL, and says how to give one
     assert "set endpoint.url" in done.stdout
+
+
+def test_unknown_framework_option_is_named_with_the_known_ones(tmp_path):
+    study = tmp_path / "opts.yaml"
+    study.write_text("frameworks: [torchserve]\nserver:\n  options:\n    torchserve: {batchsize: 4}\n")
+    done = run_cli("run", str(study), "--out", str(tmp_path / "r"), timeout=60)
+    assert_one_line_error(done, "server.options.torchserve: unknown batchsize", "batch_size", "job_queue_size")

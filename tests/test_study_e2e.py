@@ -39,8 +39,18 @@ def test_smoke_study_writes_the_full_results_folder(smoke_results):
             assert (out / trial["records_file"]).is_file()
             # the reference server's own counters: inference time per request, server side
             assert trial["server_metrics"]["inference_ms_mean"] > 0
+            # resource telemetry of the server's process tree and the load generator, in the window
+            resources = trial["resources"]
+            assert resources["samples"] >= 2
+            assert resources["server_cpu_percent"]["mean"] > 5 and resources["server_rss_mb"]["max"] > 50
+            assert resources["load_cpu_percent"]["max"] > 0
+            assert resources["gpu_util_percent"] is None  # no GPU on this host
+            assert (out / trial["telemetry_file"]).read_text().startswith("t_ns,server_cpu_percent")
     for info in summary["models"]:
         assert info["inprocess_latency_ms"]["p50"] > 0
+    for deployment in summary["deployments"]:  # evidence for the usability scorecard
+        assert deployment["status"] == "ok" and deployment["startup_s"] > 0
+        assert deployment["idle_rss_mb"] > 50 and deployment["package_files"] > 0
 
 
 def test_tables_have_the_study_layout(smoke_results):

@@ -6,16 +6,12 @@ import urllib.request
 import pytest
 import yaml
 
-from conftest import processes_mentioning, run_cli
-from servingbench.adapters import ADAPTERS, get_adapter
-from servingbench.adapters.base import Ports
+from conftest import launched, processes_mentioning, run_cli
+from servingbench.adapters import ADAPTERS
 from servingbench.adapters.torchserve import TorchServeAdapter
 from servingbench.adapters.torchserve_handler import MANIFEST
 from servingbench.config import load_study
 from servingbench.display import Display
-from servingbench.launch.ports import free_ports
-from servingbench.launch.server import running_server
-from servingbench.models import get_model
 from servingbench.orchestrate.study import StudyRunner
 
 MODELS = ["resnet50", "efficientnet-lite0", "wav2vec2", "wav2vec2-truncated", "bart-large-cnn"]
@@ -54,13 +50,7 @@ def post(url, data, headers):
 
 
 def test_real_labels_and_token_auth(tmp_path):
-    study = load_study("smoke", {"server.options": {"torchserve": {"token_auth": True}}})
-    adapter = get_adapter("torchserve", study)
-    model = get_model("efficientnet-lite0")
-    artifact = adapter.package(model, model.load(), tmp_path)
-    ports = Ports.of(free_ports(Ports.COUNT))
-    launch = adapter.launch_spec(artifact, ports, tmp_path)
-    with running_server(launch, tmp_path / "server.log", "torchserve", 180):
+    with launched("torchserve", "efficientnet-lite0", {"token_auth": True}, tmp_path) as (adapter, model, launch):
         samples = {s.name: s for s in model.samples()}
         labels = {}
         for name in ("chelsea.jpg", "coffee.jpg"):

@@ -4,14 +4,11 @@ import json
 import pytest
 import yaml
 
-from conftest import processes_mentioning, run_cli
+from conftest import launched, processes_mentioning, run_cli
 from servingbench.adapters import get_adapter
-from servingbench.adapters.base import Ports
 from servingbench.adapters.triton import TritonAdapter
 from servingbench.config import load_study
 from servingbench.errors import ServingbenchError
-from servingbench.launch.ports import free_ports
-from servingbench.launch.server import running_server
 from servingbench.load.transport import send_once
 from servingbench.models import get_model
 
@@ -63,13 +60,7 @@ def test_every_model_over_grpc_with_dynamic_batching(tmp_path):
 
 
 def test_real_labels_over_json_requests(tmp_path):
-    study = load_study("smoke", {"server.options": {"triton": {"binary": False}}})
-    adapter = get_adapter("triton", study)
-    model = get_model("efficientnet-lite0")
-    artifact = adapter.package(model, model.load(), tmp_path)
-    ports = Ports.of(free_ports(Ports.COUNT))
-    launch = adapter.launch_spec(artifact, ports, tmp_path)
-    with running_server(launch, tmp_path / "server.log", "triton", 180):
+    with launched("triton", "efficientnet-lite0", {"binary": False}, tmp_path) as (adapter, model, launch):
         labels = {}
         for sample in model.samples()[:2]:
             request = adapter.request(model, sample)
@@ -99,3 +90,20 @@ def test_backends_this_host_lacks_are_unsupported_with_a_reason_but_configs_are_
     import onnx
     graph = onnx.load(str(artifact.path / "resnet50" / "1" / "model.onnx")).graph
     assert [i.name for i in graph.input] == ["INPUT__0"] and [o.name for o in graph.output] == ["OUTPUT__0"]
+
+
+def test_official_container_launch_is_described_and_its_absence_explained(tmp_path):
+    options = {"container_image": "nvcr.io/nvidia/tritonserver:24.10-py3", "container_runtime": "docker",
+               "backend": "pytorch"}
+    adapter = get_adapter("triton", load_study("smoke", {"server.options": {"triton": options}}))
+    model = get_model("resnet50")
+    assert adapter.unsupported_reason(model) is None  # the official image has the pytorch backend
+    artifact = adapter.package(model, model.load(), tmp_path)
+    from servingbench.adapters.base import Ports
+    argv = " ".join(adapter.launch_spec(artifact, Ports(8000, 8001, 8002), tmp_path).argv)
+    assert argv.startswith("docker run --rm --init --network=host")
+    assert f"-v {artifact.path}:/models:ro nvcr.io/nvidia/tritonserver:24.10-py3 tritonserver" in argv
+    assert "--model-repository=/models" in argv and "--http-address=127.0.0.1 --http-port=8000" in argv
+    availability = adapter.availability()
+    if not availability.ok:  # this build machine has the docker client but no engine
+        assert "docker" in availability.reason

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar
 
 from servingbench.config import Study
+from servingbench.errors import ServingbenchError
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
 
@@ -89,10 +90,16 @@ class Adapter(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     launches_server: ClassVar[bool] = True
+    option_defaults: ClassVar[dict[str, Any]] = {}  # the framework's `server.options.<name>` and defaults
 
     def __init__(self, study: Study):
         self.study = study
-        self.options: dict[str, Any] = study.server.options.get(self.name, {})
+        options = study.server.options.get(self.name, {})
+        unknown = set(options) - set(self.option_defaults)
+        if unknown:
+            raise ServingbenchError(f"server.options.{self.name}: unknown {', '.join(sorted(unknown))}; "
+                                    f"known: {', '.join(self.option_defaults) or 'none'}")
+        self.settings: dict[str, Any] = {**self.option_defaults, **options}
 
     @abstractmethod
     def availability(self) -> Availability:

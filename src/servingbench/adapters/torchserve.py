@@ -57,13 +57,10 @@ class TorchServeAdapter(Adapter):
     name = "torchserve"
     description = "PyTorch TorchServe (Java frontend, Python workers, custom handler)"
 
+    option_defaults = DEFAULTS
+
     def __init__(self, study):
         super().__init__(study)
-        unknown = set(self.options) - set(DEFAULTS)
-        if unknown:
-            raise ServingbenchError(f"server.options.torchserve: unknown {', '.join(sorted(unknown))}; "
-                                    f"known: {', '.join(DEFAULTS)}")
-        self.settings = {**DEFAULTS, **self.options}
         self._key_file: Path | None = None
 
     def availability(self) -> Availability:

@@ -6,7 +6,8 @@ Backends: `python` (a generated model.py running TorchScript, or BART's generate
 study's TorchScript route could not serve), and for hosts whose Triton has them `pytorch`
 (TorchScript `model.pt`, the study's "Triton (PyTorch)") and `onnxruntime` (`model.onnx`).
 The server is the `tritonserver` binary bundled in the `nvidia-pytriton` wheel (python backend
-only), or one you give with `server.options.triton.server`.
+only), one you give with `server.options.triton.server`, or the official container image
+(`container_image`) run by docker, podman or apptainer where one is installed.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
 import sys
 import sysconfig
 import time
@@ -31,7 +33,12 @@ from servingbench.exports.torchscript import can_trace, export_torchscript
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
 DEFAULTS = {"backend": "python", "max_batch_size": 0, "max_queue_delay_us": 0, "protocol": "http",
-            "binary": True, "server": None}
+            "binary": True, "server": None, "container_image": None, "container_runtime": None}
+CONTAINER_RUNTIMES = ("docker", "podman", "apptainer")
+# The official image's backends (nvcr.io/nvidia/tritonserver:<yy.mm>-py3). Its python backend has no
+# torch or servingbench, so with a container use the pytorch or onnxruntime backend.
+CONTAINER_BACKENDS = ["onnxruntime", "python", "pytorch", "tensorflow"]
+CONTAINER_REPOSITORY = "/models"
 PROTOCOLS = ("http", "grpc")
 # Copied as model.py into the repository; imported only inside Triton's stub (it needs pb_utils).
 PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
@@ -60,13 +67,10 @@ class TritonAdapter(Adapter):
     name = "triton"
     description = "NVIDIA Triton Inference Server (KServe v2 over HTTP or gRPC; python/pytorch/onnxruntime backends)"
 
+    option_defaults = DEFAULTS
+
     def __init__(self, study):
         super().__init__(study)
-        unknown = set(self.options) - set(DEFAULTS)
-        if unknown:
-            raise ServingbenchError(f"server.options.triton: unknown {', '.join(sorted(unknown))}; "
-                                    f"known: {', '.join(DEFAULTS)}")
-        self.settings = {**DEFAULTS, **self.options}
         if self.settings["protocol"] not in PROTOCOLS:
             raise ServingbenchError(f"server.options.triton.protocol must be one of {', '.join(PROTOCOLS)}")
         self._processing: dict[str, LoadedModel] = {}
@@ -79,14 +83,29 @@ class TritonAdapter(Adapter):
         bundled = _bundled_root()
         return bundled / "bin" / "tritonserver" if bundled else None
 
+    def _container_runtime(self) -> str | None:
+        wanted = self.settings["container_runtime"]
+        return next((r for r in ([wanted] if wanted else CONTAINER_RUNTIMES) if shutil.which(r)), None)
+
     def backends(self) -> list[str]:
         """Backends this host's Triton has: the bundled server ships only python."""
+        if self.settings["container_image"]:
+            return CONTAINER_BACKENDS
         if self.settings["server"]:
             backend_dir = Path(self.settings["server"]).parent.parent / "backends"
             return sorted(p.name for p in backend_dir.iterdir()) if backend_dir.is_dir() else []
         return ["python"] if _bundled_root() else []
 
     def availability(self) -> Availability:
+        if self.settings["container_image"]:
+            runtime = self._container_runtime()
+            if runtime is None:
+                return Availability(False, f"container_image is set but no container runtime "
+                                           f"({', '.join(CONTAINER_RUNTIMES)}) is installed")
+            if runtime == "docker" and subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode:
+                return Availability(False, "docker is installed but its engine is not running (or not reachable)")
+            return Availability(True, details={"container": f"{runtime} {self.settings['container_image']}",
+                                               "backends": ",".join(self.backends())})
         server = self._server()
         if server is None:
             return Availability(False, "no tritonserver: ./setup.sh installs the one bundled in nvidia-pytriton "
@@ -159,18 +178,22 @@ class TritonAdapter(Adapter):
     # -- launching ----------------------------------------------------------------------------------------------
 
     def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
-        server = self._server()
-        argv = [str(server), f"--model-repository={artifact.path}", "--disable-auto-complete-config",
-                "--http-address=127.0.0.1", f"--http-port={ports.http}",
-                "--grpc-address=127.0.0.1", f"--grpc-port={ports.grpc}",
-                "--metrics-address=127.0.0.1", f"--metrics-port={ports.metrics}",
-                "--allow-gpu-metrics=false", "--exit-timeout-secs=10"]
+        image = self.settings["container_image"]
+        flags = ["--disable-auto-complete-config",
+                 "--http-address=127.0.0.1", f"--http-port={ports.http}",
+                 "--grpc-address=127.0.0.1", f"--grpc-port={ports.grpc}",
+                 "--metrics-address=127.0.0.1", f"--metrics-port={ports.metrics}", "--exit-timeout-secs=10"]
+        if image:
+            repository = f"--model-repository={CONTAINER_REPOSITORY}"
+            argv = [*self._container_argv(image, artifact.path), "tritonserver", repository, *flags]
+        else:
+            argv = [str(self._server()), f"--model-repository={artifact.path}", *flags, "--allow-gpu-metrics=false"]
         env = {"OMP_NUM_THREADS": str(self.study.server.threads), "MKL_NUM_THREADS": str(self.study.server.threads),
                "HF_HUB_OFFLINE": "1",
                # the stub finds its Python on PATH: the one servingbench (and torch) is installed in
                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
         bundled = _bundled_root()
-        if bundled and not self.settings["server"]:
+        if bundled and not self.settings["server"] and not image:
             argv += [f"--backend-directory={self._backend_dir(bundled, run_dir)}",
                      f"--cache-directory={bundled / 'caches'}"]
             # The wheel's libraries, and this Python's libpython (else the stub loads the system one).
@@ -181,6 +204,15 @@ class TritonAdapter(Adapter):
         return LaunchSpec(base_url=http if self.settings["protocol"] == "http" else f"grpc://127.0.0.1:{ports.grpc}",
                           ready_url=f"{http}/v2/models/{artifact.model}/ready", argv=tuple(argv), env=env, cwd=run_dir,
                           fatal_log_patterns=("failed to load", "UNAVAILABLE: Internal"))
+
+    def _container_argv(self, image: str, repository: Path) -> list[str]:
+        """Run the image on the host network (loopback ports as chosen), the repository mounted read-only."""
+        runtime = self._container_runtime()
+        if runtime == "apptainer":
+            return [runtime, "exec", "--nv", "--bind", f"{repository}:{CONTAINER_REPOSITORY}:ro", f"docker://{image}"]
+        gpus = ["--gpus", "all"] if shutil.which("nvidia-smi") else []
+        return [runtime, "run", "--rm", "--init", "--network=host", *gpus,
+                "-v", f"{repository}:{CONTAINER_REPOSITORY}:ro", image]
 
     @staticmethod
     def _backend_dir(bundled: Path, run_dir: Path) -> Path:

@@ -45,7 +45,8 @@ Progress = Callable[[dict], None]
 
 
 def run_closed_loop(plan: ClosedLoopPlan, records_path: Path, work_dir: Path,
-                    on_progress: Progress | None = None) -> TrialWindow:
+                    on_progress: Progress | None = None, on_started: Callable[[int], None] | None = None) -> TrialWindow:
+    """Runs the trial; `on_started` gets the load generator's pid (for resource telemetry)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     plan_path = work_dir / f"{plan.trial_id}.plan.json"
     result_path = work_dir / f"{plan.trial_id}.result.json"
@@ -68,6 +69,8 @@ def run_closed_loop(plan: ClosedLoopPlan, records_path: Path, work_dir: Path,
     # Spawning, warm-up, window, draining in-flight requests, plus slack for imports and writing.
     limit_s = plan.warmup_s + plan.duration_s + plan.request_timeout_s + 90
     with worker:
+        if on_started:
+            on_started(worker.pid)
         start = time.monotonic()
         while worker.exited() is None:
             if time.monotonic() - start > limit_s:

@@ -1,6 +1,7 @@
 """A whole study: for each model, build it once, then package, launch, check and load each framework."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,17 +13,19 @@ from servingbench.adapters.base import Adapter, Ports
 from servingbench.analysis.stats import latency_summary
 from servingbench.config import Study, dump_study
 from servingbench.display import Display
-from servingbench.errors import ServerStartError, ServingbenchError
+from servingbench.errors import ServingbenchError
 from servingbench.launch.ports import free_ports
 from servingbench.launch.server import running_server
 from servingbench.models import get_model
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 from servingbench.models.inprocess import measure_latency_ms, reference_outputs
+from servingbench.monitor.resources import ProcessTree
+from servingbench.orchestrate.deployment import package_stats
 from servingbench.orchestrate.correctness import check_correctness
 from servingbench.orchestrate.trials import Target, run_cell
 from servingbench.outputs.render import render_outputs
 from servingbench.results.environment import collect_environment
-from servingbench.results.schema import CellSummary, ModelInfo, Summary
+from servingbench.results.schema import CellSummary, Deployment, ModelInfo, Summary
 from servingbench.results.store import ResultsDir, now_iso
 
 
@@ -92,26 +95,39 @@ class StudyRunner:
         if reason:
             return self._mark_running("unsupported", reason)
         self.display.stage(f"{model.name} · {adapter.name}: packaging and starting the server")
-        run_dir = self.results.work_dir / adapter.name / model.name
         try:
-            artifact = adapter.package(model, loaded, run_dir)
-            ports = Ports.of(free_ports(Ports.COUNT))
-            launch = adapter.launch_spec(artifact, ports, run_dir)
-            with running_server(launch, run_dir / "server.log", f"{adapter.name} server",
-                                self.study.server.startup_timeout_s):
-                correct = check_correctness(adapter, model, samples, references, launch.base_url,
-                                            self.study.load.request_timeout_s) \
-                    if self.study.check_correctness else None
-                if correct is not None:
-                    self.display.stage(f"{model.name} · {adapter.name}: correct = {correct.ok} ({correct.reason})")
-                requests = [adapter.request(model, s) for s in samples]
-                target = Target(adapter.name, model.name, launch.base_url, requests,
-                                lambda: adapter.scrape_metrics(launch, ports))
-                preprocess_ms = sum(r.client_preprocess_ms for r in requests) / len(requests)
-                for cell in cells:
-                    cell = cell.model_copy(update={"correct": correct, "client_preprocess_ms": preprocess_ms})
-                    run_cell(self.results, self.summary, cell, target, self.study.load, self.display)
-        except ServerStartError as exc:
-            self._mark_running("failed", str(exc), exc.log_tail)
+            self._deploy_and_load(adapter, model, loaded, samples, references, cells)
         except ServingbenchError as exc:
-            self._mark_running("failed", str(exc))
+            for deployment in self.summary.deployments:
+                if (deployment.framework, deployment.model, deployment.status) == (adapter.name, model.name, "failed"):
+                    deployment.reason = str(exc)
+            self._mark_running("failed", str(exc), getattr(exc, "log_tail", ""))
+
+    def _deploy_and_load(self, adapter: Adapter, model: ModelSpec, loaded: LoadedModel, samples: list[Sample],
+                         references: dict[str, Output], cells: list[CellSummary]) -> None:
+        """Package, launch (timed: the cold start), check correctness, then every load level."""
+        run_dir = self.results.work_dir / adapter.name / model.name
+        artifact = adapter.package(model, loaded, run_dir)
+        ports = Ports.of(free_ports(Ports.COUNT))
+        launch = adapter.launch_spec(artifact, ports, run_dir)
+        files, size, lines = package_stats(artifact, run_dir)
+        deployment = Deployment(framework=adapter.name, model=model.name, status="failed", package_files=files,
+                                package_bytes=size, package_text_lines=lines)
+        self.summary.deployments.append(deployment)
+        launched_at = time.monotonic()
+        with running_server(launch, run_dir / "server.log", f"{adapter.name} server",
+                            self.study.server.startup_timeout_s) as server:
+            deployment.status = "ok"
+            deployment.startup_s = time.monotonic() - launched_at
+            deployment.idle_rss_mb = ProcessTree(server.pid).rss_mb() if server else None
+            correct = check_correctness(adapter, model, samples, references, launch.base_url,
+                                        self.study.load.request_timeout_s) if self.study.check_correctness else None
+            if correct is not None:
+                self.display.stage(f"{model.name} · {adapter.name}: correct = {correct.ok} ({correct.reason})")
+            requests = [adapter.request(model, s) for s in samples]
+            target = Target(adapter.name, model.name, launch.base_url, requests,
+                            lambda: adapter.scrape_metrics(launch, ports), server.pid if server else None)
+            preprocess_ms = sum(r.client_preprocess_ms for r in requests) / len(requests)
+            for cell in cells:
+                cell = cell.model_copy(update={"correct": correct, "client_preprocess_ms": preprocess_ms})
+                run_cell(self.results, self.summary, cell, target, self.study.load, self.display)

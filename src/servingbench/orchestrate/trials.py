@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from servingbench.adapters.base import PreparedRequest
+from servingbench.analysis.resources import summarize_resources
 from servingbench.analysis.server_metrics import trial_server_metrics
 from servingbench.analysis.stats import aggregate_cell, summarize_records
 from servingbench.analysis.warnings import trial_warnings
@@ -13,8 +14,12 @@ from servingbench.config import LoadSettings
 from servingbench.display import Display
 from servingbench.load.closed_loop import ClosedLoopPlan, run_closed_loop
 from servingbench.load.records import read_records
+from servingbench.monitor.resources import ResourceSampler, write_csv
 from servingbench.results.schema import CellSummary, Summary, TrialSummary
 from servingbench.results.store import ResultsDir, now_iso
+
+
+TELEMETRY_INTERVAL_S = 0.5
 
 
 @dataclass(frozen=True)
@@ -26,6 +31,7 @@ class Target:
     base_url: str
     requests: list[PreparedRequest]
     scrape_metrics: Callable[[], dict[str, float]] = dict
+    server_pid: int | None = None  # None: a server servingbench did not start (no server telemetry)
 
 
 def trial_id(framework: str, model: str, users: int, repetition: int) -> str:
@@ -43,14 +49,24 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
         label = f"{target.model} · {target.framework} · {cell.users} users · rep {repetition}/{load.repetitions}"
         started_at = now_iso()
         before = target.scrape_metrics()
-        with display.trial(label, load.warmup_s + load.duration_s) as on_progress:
-            window = run_closed_loop(plan, records_path, results.work_dir / "load", on_progress)
+        sampler = ResourceSampler(TELEMETRY_INTERVAL_S, target.server_pid).start()
+        try:
+            with display.trial(label, load.warmup_s + load.duration_s) as on_progress:
+                window = run_closed_loop(plan, records_path, results.work_dir / "load", on_progress,
+                                         on_started=lambda pid: sampler.watch("load", pid))
+        finally:
+            samples = sampler.stop()
         after = target.scrape_metrics()
+        telemetry_path = results.path / "telemetry" / f"{tid}.csv"
+        write_csv(samples, telemetry_path)
         counts = summarize_records(read_records(records_path), window.measure_start_ns, window.measure_end_ns)
         trial = TrialSummary(**counts.model_dump(), trial_id=tid, repetition=repetition,
                              records_file=str(records_path.relative_to(results.path)), started_at=started_at,
                              load_cpu_percent=window.load_cpu_percent,
                              server_metrics=trial_server_metrics(before, after),
+                             resources=summarize_resources(samples, window.measure_start_ns, window.measure_end_ns,
+                                                           TELEMETRY_INTERVAL_S),
+                             telemetry_file=str(telemetry_path.relative_to(results.path)),
                              warnings=trial_warnings(counts, window.load_cpu_percent))
         cell = aggregate_cell(cell.model_copy(update={"repetitions": [*cell.repetitions, trial]}))
         summary.put_cell(cell)

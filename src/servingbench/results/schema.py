@@ -38,6 +38,24 @@ class TrialCounts(BaseModel):
     errors: dict[str, int] = Field(default_factory=dict)
 
 
+class Stat(BaseModel):
+    mean: float
+    max: float
+
+
+class TrialResources(BaseModel):
+    """Sampled at a fixed interval during the measurement window (psutil; NVML where a GPU exists)."""
+
+    interval_s: float
+    samples: int
+    server_cpu_percent: Stat | None = Field(None, description="server process tree, % of one core")
+    server_rss_mb: Stat | None = None
+    load_cpu_percent: Stat | None = Field(None, description="load generator process, % of one core")
+    load_rss_mb: Stat | None = None
+    gpu_util_percent: Stat | None = None
+    gpu_memory_mb: Stat | None = None
+
+
 class TrialSummary(TrialCounts):
     trial_id: str
     repetition: int
@@ -45,6 +63,8 @@ class TrialSummary(TrialCounts):
     started_at: str
     load_cpu_percent: float = Field(description="load generator CPU during the window, % of one core")
     server_metrics: dict[str, float] = Field(default_factory=dict)
+    resources: TrialResources | None = None
+    telemetry_file: str | None = Field(None, description="CSV of the resource samples, relative path")
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -78,6 +98,20 @@ class CellSummary(BaseModel):
                                                           "not inside latency_ms (done before timing)")
 
 
+class Deployment(BaseModel):
+    """What it took to get one model served by one framework: evidence for the usability scorecard."""
+
+    framework: str
+    model: str
+    status: CellStatus
+    reason: str = ""
+    package_files: int = Field(0, description="files servingbench generated to package the model")
+    package_bytes: int = 0
+    package_text_lines: int = Field(0, description="lines of generated text files (configs, handlers)")
+    startup_s: float | None = Field(None, description="cold start: launch to ready")
+    idle_rss_mb: float | None = Field(None, description="server process tree memory once ready, before load")
+
+
 class ModelInfo(BaseModel):
     name: str
     task: str
@@ -94,6 +128,7 @@ class Summary(BaseModel):
     updated_at: str
     complete: bool = False
     models: list[ModelInfo] = Field(default_factory=list)
+    deployments: list[Deployment] = Field(default_factory=list)
     cells: list[CellSummary] = Field(default_factory=list)
 
     def put_cell(self, cell: CellSummary) -> None:

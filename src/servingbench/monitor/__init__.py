@@ -1,0 +1,1 @@
+"""Resource telemetry of the processes under test: servers, load generators, GPUs."""
