@@ -38,6 +38,7 @@ def write_atomically(target: Path, data: bytes | str) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(scratch, 0o644)  # mkstemp makes it private; results and caches are meant to be shared
         os.replace(scratch, target)
     except BaseException:
         Path(scratch).unlink(missing_ok=True)

@@ -91,14 +91,43 @@ def run(study, out, frameworks, models, users, repetitions, duration, warmup, si
 @cli.command()
 @click.argument("directory", type=click.Path(path_type=Path))
 def report(directory: Path) -> None:
-    """Re-render tables from a saved results DIRECTORY."""
+    """Re-render tables, figures and report.html from a saved results DIRECTORY."""
     from servingbench.display import Display
-    from servingbench.outputs.render import render_outputs
+    from servingbench.outputs.render import REPORT, render_outputs
     from servingbench.results.store import load_summary
 
     written = render_outputs(directory)
     Display(Console()).final(load_summary(directory))
-    click.echo(f"wrote {len(written)} files under {directory / 'tables'}")
+    click.echo(f"wrote {len(written)} files (tables/, figures/); open {directory / REPORT}")
+
+
+@cli.command()
+@click.argument("dir_a", type=click.Path(path_type=Path))
+@click.argument("dir_b", type=click.Path(path_type=Path))
+def compare(dir_a: Path, dir_b: Path) -> None:
+    """Change in throughput and p50/p99 latency per cell from results DIR_A to DIR_B."""
+    from servingbench.outputs.compare import compare as compare_summaries
+    from servingbench.results.store import load_summary
+
+    result = compare_summaries(load_summary(dir_a), load_summary(dir_b))
+    # wide enough off a terminal that piped or logged rows stay whole
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    table = Table(title=f"{dir_a} → {dir_b}", title_justify="left",
+                  caption="! the 95% CIs do not overlap: a change beyond run-to-run noise", caption_justify="left")
+    for column in ("framework", "model", "scenario", "users", "metric"):
+        table.add_column(column)
+    for column in ("A", "B", "change", "%", ""):
+        table.add_column(column, justify="right")
+    for change in result.changes:
+        percent = "-" if change.percent is None else f"{change.percent:+.1f}%"
+        flag = {True: "[bold yellow]![/]", False: "", None: "no CI"}[change.significant]
+        table.add_row(*map(str, change.cell), change.metric, f"{change.before:.2f}", f"{change.after:.2f}",
+                      f"{change.delta:+.2f}", percent, flag)
+    console.print(table)
+    for label, keys in (("only in A", result.only_before), ("only in B", result.only_after),
+                        ("unsupported or failed on a side", result.not_measured)):
+        if keys:
+            console.print(f"{label}: " + "; ".join(" / ".join(map(str, k)) for k in keys), highlight=False)
 
 
 @cli.command(name="list")

@@ -1,1 +1,1 @@
-"""Everything rendered from a saved results folder: tables now, figures and HTML later."""
+"""Everything rendered from a saved results folder: tables, figures, report.html, and comparisons of two."""

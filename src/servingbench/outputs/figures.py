@@ -1,0 +1,221 @@
+"""The study's figures, per model, as PNG and SVG in DIR/figures/.
+
+Only measured cells are drawn; unsupported and failed ones are listed in the report instead.
+"""
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from servingbench.atomic import write_atomically
+from servingbench.outputs.breakdown import PARTS, latency_breakdown
+from servingbench.outputs.findings import users_label
+from servingbench.results.schema import CellSummary, Estimate, ModelInfo, Summary
+from servingbench.results.tables import LATENCY, THROUGHPUT, Grid, Metric, grids
+
+STYLE = {"font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+         "axes.spines.right": False, "savefig.dpi": 110, "savefig.bbox": "tight",
+         # text stays text in the SVG; a fixed salt keeps re-rendered SVGs byte-identical
+         "svg.fonttype": "none", "svg.hashsalt": "servingbench"}
+PART_COLORS = dict(zip(PARTS, ("#bab0ac", "#f28e2b", "#edc948", "#e15759", "#4e79a7")))
+Palette = dict[str, str]
+
+
+@dataclass(frozen=True)
+class FigureKind:
+    key: str
+    caption: str
+    draw: Callable[[Figure, Grid, Palette, ModelInfo | None], bool]  # False: nothing to draw
+
+
+@dataclass(frozen=True)
+class RenderedFigure:
+    model: str
+    kind: FigureKind
+    png: Path
+    svg: Path
+
+
+def _load_levels(grid: Grid) -> list[int]:
+    return list(dict.fromkeys([grid.users[0], grid.users[-1]]))
+
+
+def _series(grid: Grid, fw: str, metric: Metric) -> list[tuple[int, CellSummary]]:
+    return [(u, c) for u in grid.users if (c := grid.measured(fw, u)) and metric.value(c) is not None]
+
+
+def _ci_band(ax: Axes, x: list[float], estimates: list[Estimate | None], color: str) -> None:
+    bounds = [(e.ci95_low, e.ci95_high) for e in estimates if e and e.ci95_low is not None]
+    if len(bounds) == len(x):
+        ax.fill_between(x, [b[0] for b in bounds], [b[1] for b in bounds], color=color, alpha=0.18, linewidth=0)
+
+
+def _users_axis(ax: Axes, grid: Grid) -> None:
+    ax.set_xlabel("concurrent users (closed loop)")
+    ax.set_xticks(grid.users)
+
+
+def _finish(ax: Axes, ylabel: str, title: str, **legend) -> None:
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(bottom=0)
+    ax.set_title(title)
+    if legend or ax.get_legend_handles_labels()[0]:
+        ax.legend(**legend)
+
+
+def _throughput(fig: Figure, grid: Grid, colors: Palette, info: ModelInfo | None) -> bool:
+    ax = fig.subplots()
+    drawn = False
+    for fw in grid.frameworks:
+        series = _series(grid, fw, THROUGHPUT)
+        if series:
+            x = [u for u, _ in series]
+            ax.plot(x, [THROUGHPUT.value(c) for _, c in series], marker="o", color=colors[fw], label=fw)
+            _ci_band(ax, x, [c.throughput_rps for _, c in series], colors[fw])
+            drawn = True
+    _users_axis(ax, grid)
+    _finish(ax, "requests per second", f"Throughput of {grid.model} (band: 95% CI across repetitions)")
+    return drawn
+
+
+def _latency(fig: Figure, grid: Grid, colors: Palette, info: ModelInfo | None) -> bool:
+    ax = fig.subplots()
+    handles = []
+    for fw in grid.frameworks:
+        series = _series(grid, fw, LATENCY)
+        if not series:
+            continue
+        x = [u for u, _ in series]
+        ax.plot(x, [c.latency_ms["mean"] for _, c in series], marker="o", color=colors[fw])
+        _ci_band(ax, x, [c.latency_ms_ci95.get("mean") for _, c in series], colors[fw])
+        for key, style in (("p50", "--"), ("p99", ":")):
+            points = [(u, c.latency_ms[key]) for u, c in series if key in c.latency_ms]
+            ax.plot([p[0] for p in points], [p[1] for p in points], linestyle=style, color=colors[fw], linewidth=1)
+        handles.append(Line2D([], [], color=colors[fw], marker="o", label=fw))
+    handles += [Line2D([], [], color="black", linestyle=s, label=label)
+                for s, label in (("-", "mean (band: 95% CI)"), ("--", "p50"), (":", "p99"))]
+    _users_axis(ax, grid)
+    _finish(ax, "latency (ms)", f"Latency of {grid.model}", handles=handles, fontsize=8)
+    return len(handles) > 3
+
+
+def _latency_bars(fig: Figure, grid: Grid, colors: Palette, info: ModelInfo | None) -> bool:
+    levels = _load_levels(grid)
+    drawn = False
+    for ax, users in zip(fig.subplots(1, len(levels), squeeze=False)[0], levels):
+        measured = [(fw, c) for fw in grid.frameworks if (c := grid.measured(fw, users)) and LATENCY.value(c)]
+        means = [LATENCY.value(c) for _, c in measured]
+        per_trial = [[t.latency_ms.mean for t in c.repetitions if t.latency_ms] or [m]
+                     for (_, c), m in zip(measured, means)]
+        ax.bar([f"{fw}\n{m:.1f} ms" for (fw, _), m in zip(measured, means)], means, capsize=4,
+               yerr=[[m - min(t) for m, t in zip(means, per_trial)], [max(t) - m for m, t in zip(means, per_trial)]],
+               color=[colors[fw] for fw, _ in measured])
+        ax.set_title(users_label(users))
+        ax.set_ylabel("mean latency (ms)")
+        drawn = drawn or bool(measured)
+    fig.suptitle(f"Latency of {grid.model} (whiskers: min–max across repetitions)")
+    return drawn
+
+
+def _latency_throughput(fig: Figure, grid: Grid, colors: Palette, info: ModelInfo | None) -> bool:
+    ax = fig.subplots()
+    drawn = False
+    for fw in grid.frameworks:
+        series = [(u, c) for u, c in _series(grid, fw, LATENCY) if THROUGHPUT.value(c) is not None]
+        if not series:
+            continue
+        x = [THROUGHPUT.value(c) for _, c in series]
+        y = [c.latency_ms["mean"] for _, c in series]
+        ax.plot(x, y, marker="o", color=colors[fw], label=fw)
+        for (users, _), xi, yi in zip(series, x, y):
+            ax.annotate(str(users), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        drawn = True
+    ax.set_xlabel("throughput (requests per second)")
+    _finish(ax, "mean latency (ms)", f"Latency against throughput, {grid.model} (labels: users)")
+    return drawn
+
+
+def _breakdown(fig: Figure, grid: Grid, colors: Palette, info: ModelInfo | None) -> bool:
+    levels = _load_levels(grid)
+    floor = info.inprocess_latency_ms.mean if info and info.inprocess_latency_ms else None
+    fig.set_size_inches(7.0, 1.4 + len(levels) * (0.7 + 0.4 * len(grid.frameworks)))
+    used = set()
+    for ax, users in zip(fig.subplots(len(levels), 1, squeeze=False)[:, 0], levels):
+        rows = [(fw, parts) for fw in grid.frameworks
+                if (cell := grid.measured(fw, users)) and (parts := latency_breakdown(cell))]
+        for y, (fw, parts) in enumerate(rows):
+            ax.barh([y] * len(parts), list(parts.values()), left=_starts(list(parts.values())),
+                    color=[PART_COLORS[name] for name in parts], height=0.6)
+            used.update(parts)
+        ax.set_yticks(range(len(rows)), [fw for fw, _ in rows])
+        ax.invert_yaxis()
+        if floor is not None and rows:
+            ax.axvline(floor, color="black", linestyle="--", linewidth=1)
+        ax.set_title(users_label(users))
+        ax.set_xlabel("ms per request")
+    handles = [Line2D([], [], color=c, linewidth=8, label=n) for n, c in PART_COLORS.items() if n in used]
+    if floor is not None:
+        handles.append(Line2D([], [], color="black", linestyle="--", label="model in-process (mean)"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
+    fig.suptitle(f"Where the time goes, {grid.model}")
+    return bool(used)
+
+
+def _starts(widths: list[float]) -> list[float]:
+    """Left edges of stacked bars."""
+    return [sum(widths[:i]) for i in range(len(widths))]
+
+
+BREAKDOWN = FigureKind("breakdown", "Where a request's time goes: client preprocessing (before timing), network + "
+                                    "the framework's HTTP layers, server queue and inference (server counters, "
+                                    "averaged over repetitions); the dashed line is the model alone, in-process.",
+                       _breakdown)
+KINDS = (
+    FigureKind("throughput", "Throughput against concurrent users; the band is the 95% CI across repetitions.",
+               _throughput),
+    FigureKind("latency", "Latency against concurrent users: mean (band: 95% CI), p50 dashed, p99 dotted.", _latency),
+    FigureKind("latency-bars", "Mean latency at the lowest and the highest load; whiskers span the fastest and "
+                               "slowest repetition (the study's Figures 1 and 5).", _latency_bars),
+    FigureKind("latency-throughput", "Latency against throughput as load grows; point labels are user counts.",
+               _latency_throughput),
+    BREAKDOWN,
+)
+SIZES = {"latency-bars": (8.0, 3.4)}
+
+
+def _palette(summary: Summary) -> Palette:
+    cycle = matplotlib.colormaps["tab10"].colors
+    frameworks = dict.fromkeys(c.framework for c in summary.cells)
+    return {fw: matplotlib.colors.to_hex(cycle[i % len(cycle)]) for i, fw in enumerate(frameworks)}
+
+
+def _save(fig: Figure, target: Path, fmt: str) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, metadata={"Date": None} if fmt == "svg" else None)
+    write_atomically(target, buffer.getvalue())
+
+
+def render_figures(summary: Summary, out_dir: Path) -> list[RenderedFigure]:
+    """Draws every figure that has data; returns them in model, then KINDS order."""
+    colors = _palette(summary)
+    infos = {m.name: m for m in summary.models}
+    rendered = []
+    with matplotlib.rc_context(STYLE):
+        for grid in grids(summary):
+            for kind in KINDS:
+                fig = Figure(figsize=SIZES.get(kind.key, (6.4, 3.8)), layout="constrained")
+                if not kind.draw(fig, grid, colors, infos.get(grid.model)):
+                    continue
+                # not with_suffix: model names may contain dots (an endpoint's host)
+                png, svg = (out_dir / f"{grid.model}-{kind.key}.{ext}" for ext in ("png", "svg"))
+                _save(fig, png, "png")
+                _save(fig, svg, "svg")
+                rendered.append(RenderedFigure(grid.model, kind, png, svg))
+    return rendered

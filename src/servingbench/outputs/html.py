@@ -1,0 +1,108 @@
+"""report.html: one self-contained page (figures embedded as base64 PNG) answering, per model, who is
+fastest and how sure that is, then showing the tables, figures, scorecard, warnings and setup."""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from servingbench.outputs import findings
+from servingbench.outputs.figures import BREAKDOWN, RenderedFigure
+from servingbench.results.schema import ModelInfo, Summary
+from servingbench.results.tables import (METRICS, RESOURCE_METRICS, Grid, Table, grids, table_name,
+                                         unsupported_notes)
+from servingbench.usability.evidence import gather_evidence
+from servingbench.usability.scorecard import CRITERIA, load_scorecards
+
+
+@dataclass(frozen=True)
+class ModelSection:
+    grid: Grid
+    info: ModelInfo | None
+    verdicts: list[findings.Verdict]
+    breakdown: list[str]
+    not_measured: list[str]  # "framework / model: status: reason"
+    tables: list[Table]
+    breakdown_figure: tuple[str, str] | None  # (caption, data URI): shown with the answers
+    figures: list[tuple[str, str]]
+
+
+def _data_uri(png: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
+
+
+def _model_sections(summary: Summary, tables: list[Table], figures: list[RenderedFigure]) -> list[ModelSection]:
+    by_name = {t.name: t for t in tables}
+    infos = {m.name: m for m in summary.models}
+    sections = []
+    for grid in grids(summary):
+        info = infos.get(grid.model)
+        floor = info.inprocess_latency_ms.mean if info and info.inprocess_latency_ms else None
+        # the CI variant where a metric has one: it carries the same means
+        shown = [by_name[name] for m in METRICS + RESOURCE_METRICS
+                 if (name := table_name(grid.model, m, ci=m.estimate is not None)) in by_name]
+        embedded = {f: (f.kind.caption, _data_uri(f.png)) for f in figures if f.model == grid.model}
+        sections.append(ModelSection(
+            grid, info, findings.model_verdicts(grid), findings.breakdown_lines(grid, floor),
+            unsupported_notes(summary, grid.model), shown,
+            next((uri for f, uri in embedded.items() if f.kind is BREAKDOWN), None),
+            [uri for f, uri in embedded.items() if f.kind is not BREAKDOWN]))
+    return sections
+
+
+def _flatten(data: object, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested JSON as (dotted key, value) rows."""
+    if isinstance(data, dict):
+        return [row for k, v in data.items() for row in _flatten(v, f"{prefix}{k}.")]
+    if isinstance(data, list) and any(isinstance(v, dict) for v in data):
+        return [row for i, v in enumerate(data) for row in _flatten(v, f"{prefix}{i}.")]
+    return [(prefix.rstrip("."), ", ".join(map(str, data)) if isinstance(data, list) else str(data))]
+
+
+def _setup_sentence(study: dict) -> str:
+    """The study's shape in one line, from whatever study.yaml has."""
+    load = study.get("load") or {}
+    parts = [f"{key} {', '.join(map(str, study[key]))}" for key in ("frameworks", "models") if study.get(key)]
+    parts += [f"{study[key]} {label}" for key, label in (("size", "model size"), ("weights", "weights"))
+              if study.get(key)]
+    if load.get("users"):
+        parts.append(f"{', '.join(map(str, load['users']))} closed-loop users")
+    if load.get("repetitions"):
+        length = f" of {load['duration_s']} s" if load.get("duration_s") else ""
+        parts.append(f"{load['repetitions']} repetitions{length} per load level")
+    return "; ".join(parts)
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.is_file() else None
+
+
+def _megabytes(size: int | None) -> str:
+    return "-" if size is None else f"{size / 2**20:.0f} MB"
+
+
+def render_html(path: Path, summary: Summary, tables: list[Table], summary_tables: list[Table],
+                figures: list[RenderedFigure]) -> str:
+    study_yaml = _read(path / "study.yaml")
+    environment = _read(path / "environment.json")
+    env = Environment(loader=PackageLoader("servingbench.outputs"), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(number=lambda v: "-" if v is None else findings.number(v), megabytes=_megabytes)
+    scorecards = load_scorecards()
+    return env.get_template("report.html.j2").render(
+        summary=summary,
+        setup=_setup_sentence(yaml.safe_load(study_yaml) or {}) if study_yaml else "",
+        study_yaml=study_yaml,
+        environment=_flatten(json.loads(environment)) if environment else [],
+        sections=_model_sections(summary, tables, figures),
+        summary_tables=summary_tables,
+        scorecards=scorecards,
+        score_rows=[(title, [card.rows()[i][1] for card in scorecards]) for i, title in enumerate(CRITERIA.values())],
+        evidence=gather_evidence(summary, scorecards),
+        warnings=findings.warnings(summary),
+        correctness=findings.correctness(summary),
+    )
