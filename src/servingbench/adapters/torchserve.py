@@ -157,7 +157,10 @@ class TorchServeAdapter(Adapter):
         """With token auth on, TorchServe writes one key per API to key_file.json at start-up."""
         if self._key_file is None or not self._key_file.exists():
             return {}
-        key = json.loads(self._key_file.read_text())[api]["key"]
+        try:
+            key = json.loads(self._key_file.read_text())[api]["key"]
+        except (json.JSONDecodeError, KeyError):  # TorchServe is still writing it: poll again
+            return {}
         return {"Authorization": f"Bearer {key}"}
 
     def request(self, model: ModelSpec, sample: Sample) -> PreparedRequest:
