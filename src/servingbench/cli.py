@@ -177,7 +177,6 @@ def serve(framework, model, size, weights, port, threads, out) -> None:
     """Package MODEL for FRAMEWORK, start the server and keep it up until Ctrl-C."""
     from servingbench.adapters import get_adapter
     from servingbench.adapters.base import Ports
-    from servingbench.config import Study
     from servingbench.display import Display
     from servingbench.launch.ports import ensure_port_free, free_ports
     from servingbench.launch.server import running_server

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 from servingbench.adapters.base import PreparedRequest
@@ -53,7 +54,7 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
         try:
             with display.trial(label, load.warmup_s + load.duration_s) as on_progress:
                 window = run_closed_loop(plan, records_path, results.work_dir / "load", on_progress,
-                                         on_started=lambda pid: sampler.watch("load", pid))
+                                         on_started=partial(sampler.watch, "load"))
         finally:
             samples = sampler.stop()
         after = target.scrape_metrics()

@@ -150,7 +150,7 @@ def _breakdown(fig: Figure, grid: Grid, colors: Palette, info: ModelInfo | None)
     for ax, users in zip(fig.subplots(len(levels), 1, squeeze=False)[:, 0], levels):
         rows = [(fw, parts) for fw in grid.frameworks
                 if (cell := grid.measured(fw, users)) and (parts := latency_breakdown(cell))]
-        for y, (fw, parts) in enumerate(rows):
+        for y, (_fw, parts) in enumerate(rows):
             ax.barh([y] * len(parts), list(parts.values()), left=_starts(list(parts.values())),
                     color=[PART_COLORS[name] for name in parts], height=0.6)
             used.update(parts)
