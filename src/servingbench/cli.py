@@ -224,11 +224,20 @@ def serve(framework, model, size, weights, port, threads, out) -> None:
 @load_options
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="seconds before a request counts as failed")
+@click.option("--scenario", type=click.Choice(["closed", "single_stream", "multi_stream", "server", "offline"]),
+              default="closed", show_default=True,
+              help="closed-loop users (the study) or an MLPerf LoadGen scenario")
+@click.option("--target-qps", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
+              help="server: Poisson arrival rate; offline: expected rate")
+@click.option("--latency-bound-ms", type=click.FloatRange(min=0, min_open=True), default=100.0, show_default=True,
+              help="server: the p99 latency a VALID run stays under")
 @click.option("--out", type=click.Path(path_type=Path), help="results folder (default results/<timestamp>)")
-def load(url, payload, method, content_type, headers, users, repetitions, duration, warmup, timeout, out) -> None:
-    """Load-test any running HTTP endpoint at URL with closed-loop users."""
+def load(url, payload, method, content_type, headers, users, repetitions, duration, warmup, timeout, scenario,
+         target_qps, latency_bound_ms, out) -> None:
+    """Load-test any running HTTP endpoint at URL: closed-loop users, or an MLPerf LoadGen scenario."""
     from servingbench.display import Display
     from servingbench.orchestrate.load_url import load_url
+    from servingbench.orchestrate.trials import ScenarioSettings
     from servingbench.results.store import ResultsDir, default_results_dir
 
     parsed_headers = {}
@@ -246,7 +255,8 @@ def load(url, payload, method, content_type, headers, users, repetitions, durati
                                  request_timeout_s=timeout)
     display = Display()
     results = ResultsDir.create(out or default_results_dir())
-    summary = load_url(settings, load_settings, results, display)
+    scenario_settings = None if scenario == "closed" else ScenarioSettings(scenario, target_qps, latency_bound_ms)
+    summary = load_url(settings, load_settings, results, display, scenario_settings)
     display.final(summary)
     display.console.print(f"results: {results.path}")
 

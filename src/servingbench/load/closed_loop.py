@@ -1,4 +1,4 @@
-"""Run one closed-loop trial in a Locust worker process and hand back its measurement window."""
+"""Run one trial in a load-generator process (Locust closed loop, LoadGen scenarios) and hand back its window."""
 from __future__ import annotations
 
 import base64
@@ -47,11 +47,7 @@ Progress = Callable[[dict], None]
 def run_closed_loop(plan: ClosedLoopPlan, records_path: Path, work_dir: Path,
                     on_progress: Progress | None = None, on_started: Callable[[int], None] | None = None) -> TrialWindow:
     """Runs the trial; `on_started` gets the load generator's pid (for resource telemetry)."""
-    work_dir.mkdir(parents=True, exist_ok=True)
-    plan_path = work_dir / f"{plan.trial_id}.plan.json"
-    result_path = work_dir / f"{plan.trial_id}.result.json"
-    result_path.unlink(missing_ok=True)
-    plan_path.write_text(json.dumps({
+    result = run_worker("servingbench.load.locust_worker", plan.trial_id, {
         "trial_id": plan.trial_id,
         "base_url": plan.base_url,
         "users": plan.users,
@@ -59,31 +55,42 @@ def run_closed_loop(plan: ClosedLoopPlan, records_path: Path, work_dir: Path,
         "duration_s": plan.duration_s,
         "request_timeout_s": plan.request_timeout_s,
         "records_path": str(records_path),
-        "result_path": str(result_path),
-        "requests": [{"method": r.method, "path": r.path, "headers": r.headers,
-                      "body": base64.b64encode(r.body).decode()} for r in plan.requests],
-    }))
-    log_path = work_dir / f"{plan.trial_id}.log"
-    worker = ManagedProcess([sys.executable, "-m", "servingbench.load.locust_worker", str(plan_path)],
-                            log_path, name="load generator")
-    # Spawning, warm-up, window, draining in-flight requests, plus slack for imports and writing.
-    limit_s = plan.warmup_s + plan.duration_s + plan.request_timeout_s + 90
+        "requests": encode_requests(plan.requests),
+        # Spawning, warm-up, window, draining in-flight requests, plus slack for imports and writing.
+    }, work_dir, plan.warmup_s + plan.duration_s + plan.request_timeout_s + 90, on_progress, on_started)
+    return TrialWindow(result["measure_start_ns"], result["measure_end_ns"], result["wall_anchor_ns"],
+                       result["perf_anchor_ns"], result["records"], result["load_cpu_percent"])
+
+
+def encode_requests(requests: list[PreparedRequest]) -> list[dict]:
+    return [{"method": r.method, "path": r.path, "headers": r.headers, "body": base64.b64encode(r.body).decode()}
+            for r in requests]
+
+
+def run_worker(module: str, trial_id: str, plan: dict, work_dir: Path, limit_s: float,
+               on_progress: Progress | None = None, on_started: Callable[[int], None] | None = None) -> dict:
+    """Run a load-generator module in its own process on a JSON plan; returns the JSON result it writes."""
+    work_dir.mkdir(parents=True, exist_ok=True)
+    plan_path = work_dir / f"{trial_id}.plan.json"
+    result_path = work_dir / f"{trial_id}.result.json"
+    result_path.unlink(missing_ok=True)
+    plan_path.write_text(json.dumps({**plan, "result_path": str(result_path)}))
+    log_path = work_dir / f"{trial_id}.log"
+    worker = ManagedProcess([sys.executable, "-m", module, str(plan_path)], log_path, name="load generator")
     with worker:
         if on_started:
             on_started(worker.pid)
         start = time.monotonic()
         while worker.exited() is None:
             if time.monotonic() - start > limit_s:
-                raise ServingbenchError(f"load generator for {plan.trial_id} did not finish in {limit_s:.0f} s")
+                raise ServingbenchError(f"load generator for {trial_id} did not finish in {limit_s:.0f} s")
             if on_progress:
                 on_progress(_last_progress(log_path))
             time.sleep(0.25)
     if worker.exited() != 0 or not result_path.exists():
         last_line = (worker.log_tail(5).strip().splitlines() or ["no output"])[-1]
         raise ServingbenchError(f"load generator failed (exit {worker.exited()}): {last_line}; log: {log_path}")
-    result = json.loads(result_path.read_text())
-    return TrialWindow(result["measure_start_ns"], result["measure_end_ns"], result["wall_anchor_ns"],
-                       result["perf_anchor_ns"], result["records"], result["load_cpu_percent"])
+    return json.loads(result_path.read_text())
 
 
 def _last_progress(log_path: Path) -> dict:

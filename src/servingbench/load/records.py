@@ -27,8 +27,9 @@ RECORD_SCHEMA = pa.schema([
     ("bytes_in", pa.int64()),
 ])
 
-# A raw row as the hot path appends it: (worker_id, sample, sent_ns, end_ns, status, error, bytes_out, bytes_in)
-RawRow = tuple[int, int, int, int, int, "str | None", int, int]
+# A raw row as the hot path appends it: (worker_id, sample, sent_ns, end_ns, status, error, bytes_out, bytes_in
+# [, scheduled_ns]) — open-loop engines add when the request was meant to go.
+RawRow = tuple
 
 
 class RecordWriter:
@@ -44,7 +45,7 @@ class RecordWriter:
     def write(self, rows: list[RawRow], measure_start_ns: int | None) -> None:
         if not rows:
             return
-        worker, sample, sent, end, status, error, bytes_out, bytes_in = (list(c) for c in zip(*rows))
+        worker, sample, sent, end, status, error, bytes_out, bytes_in, *scheduled = (list(c) for c in zip(*rows))
         sent_a = np.asarray(sent, dtype=np.int64)
         end_a = np.asarray(end, dtype=np.int64)
         status_a = np.asarray(status, dtype=np.int32)
@@ -57,7 +58,7 @@ class RecordWriter:
             pa.array(worker, pa.int32()),
             pa.array(sample, pa.int32()),
             pa.array(phase, pa.string()),
-            pa.nulls(len(rows), pa.int64()),
+            pa.array(scheduled[0], pa.int64()) if scheduled else pa.nulls(len(rows), pa.int64()),
             pa.array(sent_a),
             pa.array(end_a),
             pa.array((end_a - sent_a) // 1000),

@@ -13,7 +13,9 @@ from servingbench.analysis.stats import aggregate_cell, summarize_records
 from servingbench.analysis.warnings import trial_warnings
 from servingbench.config import LoadSettings
 from servingbench.display import Display
+from servingbench.analysis.loadgen_summary import loadgen_counts, parse_summary
 from servingbench.load.closed_loop import ClosedLoopPlan, run_closed_loop
+from servingbench.load.loadgen import LoadGenPlan, run_loadgen
 from servingbench.load.records import read_records
 from servingbench.monitor.resources import ResourceSampler, write_csv
 from servingbench.results.schema import CellSummary, Summary, TrialSummary
@@ -69,6 +71,46 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
                                                            TELEMETRY_INTERVAL_S),
                              telemetry_file=str(telemetry_path.relative_to(results.path)),
                              warnings=trial_warnings(counts, window.load_cpu_percent))
+        cell = aggregate_cell(cell.model_copy(update={"repetitions": [*cell.repetitions, trial]}))
+        summary.put_cell(cell)
+        results.save_summary(summary)
+        display.trial_done(label, trial)
+    cell = cell.model_copy(update={"status": "ok"})
+    summary.put_cell(cell)
+    results.save_summary(summary)
+    return cell
+
+
+@dataclass(frozen=True)
+class ScenarioSettings:
+    """A LoadGen scenario's parameters (the cell's `scenario` names it)."""
+
+    scenario: str
+    target_qps: float
+    latency_bound_ms: float
+
+
+def run_scenario_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: Target, load: LoadSettings,
+                      scenario: ScenarioSettings, display: Display) -> CellSummary:
+    """Repetitions of one MLPerf LoadGen scenario; statistics and verdict as LoadGen measured them."""
+    for repetition in range(1, load.repetitions + 1):
+        tid = trial_id(target.framework, target.model, 0, repetition).replace("--u0--", f"--{scenario.scenario}--")
+        records_path = results.requests_dir / f"{tid}.parquet"
+        log_dir = results.path / "loadgen" / tid
+        plan = LoadGenPlan(tid, target.base_url, target.requests, scenario.scenario, load.duration_s,
+                           load.request_timeout_s, scenario.target_qps, scenario.latency_bound_ms)
+        label = f"{target.model} · {target.framework} · {scenario.scenario} · rep {repetition}/{load.repetitions}"
+        display.stage(f"{label}: running LoadGen")
+        started_at = now_iso()
+        window = run_loadgen(plan, records_path, log_dir, results.work_dir / "load")
+        counts, verdict = loadgen_counts(scenario.scenario, parse_summary(log_dir / "mlperf_log_summary.txt"),
+                                         read_records(records_path), window["start_ns"], window["end_ns"])
+        trial = TrialSummary(**counts.model_dump(), trial_id=tid, repetition=repetition,
+                             records_file=str(records_path.relative_to(results.path)), started_at=started_at,
+                             load_cpu_percent=0.0, loadgen=verdict,
+                             loadgen_log_dir=str(log_dir.relative_to(results.path)),
+                             warnings=[] if verdict["valid"] else [f"LoadGen says {verdict['result']}: see "
+                                                                   f"{log_dir / 'mlperf_log_summary.txt'}"])
         cell = aggregate_cell(cell.model_copy(update={"repetitions": [*cell.repetitions, trial]}))
         summary.put_cell(cell)
         results.save_summary(summary)

@@ -65,6 +65,8 @@ class TrialSummary(TrialCounts):
     server_metrics: dict[str, float] = Field(default_factory=dict)
     resources: TrialResources | None = None
     telemetry_file: str | None = Field(None, description="CSV of the resource samples, relative path")
+    loadgen: dict | None = Field(None, description="LoadGen scenarios: its VALID/INVALID verdict and rates")
+    loadgen_log_dir: str | None = Field(None, description="LoadGen's own mlperf_log_* files, relative path")
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -81,7 +83,8 @@ class CellSummary(BaseModel):
     framework: str
     model: str
     scenario: str = "closed"
-    users: int
+    users: int = Field(description="closed-loop users; 0 for LoadGen scenarios")
+    target_qps: float | None = None
     status: CellStatus
     reason: str = ""
     correct: Correctness | None = None

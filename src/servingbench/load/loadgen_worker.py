@@ -1,0 +1,123 @@
+"""MLPerf LoadGen scenarios against an HTTP server: the load-generator process.
+
+Run as `python -m servingbench.load.loadgen_worker PLAN.json`. LoadGen schedules queries (Poisson
+arrivals in the Server scenario) and measures latency from its own issue time; this SUT hands each
+sample to a pool of sender threads (one keep-alive connection each) without blocking LoadGen's
+issuing thread, and completes it when the answer arrives. Every request is also recorded
+(RequestRecord, `scheduled_ns` = when LoadGen issued it). LoadGen's own logs stay in `log_dir`.
+"""
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import queue
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import mlperf_loadgen as lg
+
+from servingbench.load.records import RecordWriter
+
+SCENARIOS = {"single_stream": "SingleStream", "multi_stream": "MultiStream", "server": "Server",
+             "offline": "Offline"}
+
+
+class Sut:
+    def __init__(self, plan: dict):
+        self.plan = plan
+        parts = urlsplit(plan["base_url"])
+        self.host, self.port = parts.hostname, parts.port
+        self.requests = [(r["method"], r["path"], base64.b64decode(r["body"]), r["headers"]) for r in plan["requests"]]
+        self.pending: queue.Queue = queue.Queue()
+        self.rows: list[tuple] = []
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self._send_forever, args=(i,), daemon=True)
+                        for i in range(plan["senders"])]
+        for thread in self.threads:
+            thread.start()
+
+    def issue_queries(self, samples) -> None:
+        issued = time.perf_counter_ns()
+        for sample in samples:  # return at once: LoadGen's issuing thread must never wait on a server
+            self.pending.put((sample.id, sample.index, issued))
+
+    def _send_forever(self, worker_id: int) -> None:
+        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.plan["request_timeout_s"])
+        while (item := self.pending.get()) is not None:
+            query_id, index, issued = item
+            method, path, body, headers = self.requests[index % len(self.requests)]
+            sent = time.perf_counter_ns()
+            status, received, error = 0, 0, None
+            try:
+                connection.request(method, path, body=body, headers=headers)
+                response = connection.getresponse()
+                received, status = len(response.read()), response.status
+                if not 200 <= status < 300:
+                    error = f"HTTP {status}"
+            except TimeoutError:
+                error = "timeout"
+            except (OSError, http.client.HTTPException) as exc:
+                error = f"{type(exc).__name__}: {exc}"[:200]
+                connection.close()  # reconnects on the next request
+            end = time.perf_counter_ns()
+            with self.lock:
+                self.rows.append((worker_id, index, sent, end, status, error, len(body), received, issued))
+            lg.QuerySamplesComplete([lg.QuerySampleResponse(query_id, 0, 0)])
+
+    def stop(self) -> None:
+        for _ in self.threads:
+            self.pending.put(None)
+        for thread in self.threads:
+            thread.join(timeout=self.plan["request_timeout_s"] + 5)
+
+
+def test_settings(plan: dict) -> "lg.TestSettings":
+    settings = lg.TestSettings()
+    settings.scenario = getattr(lg.TestScenario, SCENARIOS[plan["scenario"]])
+    settings.mode = lg.TestMode.PerformanceOnly
+    settings.min_duration_ms = int(plan["duration_s"] * 1000)
+    settings.min_query_count = plan["min_query_count"]
+    settings.server_target_qps = plan["target_qps"]
+    settings.offline_expected_qps = plan["target_qps"]
+    settings.server_target_latency_ns = int(plan["latency_bound_ms"] * 1e6)
+    settings.single_stream_expected_latency_ns = int(plan["expected_latency_ms"] * 1e6)
+    settings.multi_stream_expected_latency_ns = int(plan["expected_latency_ms"] * 1e6)
+    return settings
+
+
+def run(plan: dict) -> dict:
+    sut = Sut(plan)
+    loadgen_sut = lg.ConstructSUT(sut.issue_queries, lambda: None)
+    count = len(sut.requests)
+    qsl = lg.ConstructQSL(count, count, lambda indices: None, lambda indices: None)
+    log_dir = Path(plan["log_dir"])
+    log_dir.mkdir(parents=True, exist_ok=True)
+    output = lg.LogOutputSettings()
+    output.outdir = str(log_dir)
+    output.copy_summary_to_stdout = False
+    log_settings = lg.LogSettings()
+    log_settings.log_output = output
+    start = time.perf_counter_ns()
+    lg.StartTestWithLogSettings(loadgen_sut, qsl, test_settings(plan), log_settings)
+    end = time.perf_counter_ns()
+    sut.stop()
+    lg.DestroyQSL(qsl)
+    lg.DestroySUT(loadgen_sut)
+    writer = RecordWriter(Path(plan["records_path"]), plan["trial_id"])
+    writer.write(sut.rows, start)
+    writer.close()
+    return {"start_ns": start, "end_ns": end, "records": writer.rows_written}
+
+
+def main(argv: list[str]) -> int:
+    plan = json.loads(Path(argv[1]).read_text())
+    Path(plan["result_path"]).write_text(json.dumps(run(plan)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
