@@ -41,6 +41,13 @@ def trial_id(framework: str, model: str, users: int, repetition: int) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{framework}--{model}--u{users}--r{repetition}")
 
 
+def _save(results: ResultsDir, summary: Summary, cell: CellSummary) -> CellSummary:
+    """The summary on disk is rewritten after every trial, so a crash loses at most the running one."""
+    summary.put_cell(cell)
+    results.save_summary(summary)
+    return cell
+
+
 def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: Target, load: LoadSettings,
              display: Display) -> CellSummary:
     """Runs every repetition; the summary is saved after each, so a crash loses at most one trial."""
@@ -72,13 +79,9 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
                              telemetry_file=str(telemetry_path.relative_to(results.path)),
                              warnings=trial_warnings(counts, window.load_cpu_percent))
         cell = aggregate_cell(cell.model_copy(update={"repetitions": [*cell.repetitions, trial]}))
-        summary.put_cell(cell)
-        results.save_summary(summary)
+        _save(results, summary, cell)
         display.trial_done(label, trial)
-    cell = cell.model_copy(update={"status": "ok"})
-    summary.put_cell(cell)
-    results.save_summary(summary)
-    return cell
+    return _save(results, summary, cell.model_copy(update={"status": "ok"}))
 
 
 @dataclass(frozen=True)
@@ -112,10 +115,6 @@ def run_scenario_cell(results: ResultsDir, summary: Summary, cell: CellSummary, 
                              warnings=[] if verdict["valid"] else [f"LoadGen says {verdict['result']}: see "
                                                                    f"{log_dir / 'mlperf_log_summary.txt'}"])
         cell = aggregate_cell(cell.model_copy(update={"repetitions": [*cell.repetitions, trial]}))
-        summary.put_cell(cell)
-        results.save_summary(summary)
+        _save(results, summary, cell)
         display.trial_done(label, trial)
-    cell = cell.model_copy(update={"status": "ok"})
-    summary.put_cell(cell)
-    results.save_summary(summary)
-    return cell
+    return _save(results, summary, cell.model_copy(update={"status": "ok"}))
