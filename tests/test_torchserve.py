@@ -1,6 +1,8 @@
 """Real TorchServe (Java frontend + Python workers) for every model of the zoo, at tiny sizes."""
 import json
+import tempfile
 import urllib.error
+from pathlib import Path
 import urllib.request
 
 import pytest
@@ -40,6 +42,7 @@ def test_every_model_packaged_served_correct_loaded_and_stopped(tmp_path):
     config = (work / "resnet50" / "config.properties").read_text()
     assert "inference_address=http://127.0.0.1:" in config and "metrics_mode=prometheus" in config
     assert processes_mentioning(str(out)) == []  # no java frontend, no Python worker left
+    assert not list(Path(tempfile.gettempdir()).glob("servingbench-ts-*"))  # its short temp folders removed
     assert not [p for p in processes_mentioning("org.pytorch.serve.ModelServer") if str(tmp_path) in p]
 
 

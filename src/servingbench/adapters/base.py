@@ -67,6 +67,7 @@ class LaunchSpec:
     # Log lines that mean the server will never get ready (a model that failed to load): fail at once
     # instead of waiting for the timeout.
     fatal_log_patterns: tuple[str, ...] = ()
+    scratch_dirs: tuple[Path, ...] = ()  # the server's own temp folders outside the run folder, removed after stop
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,7 @@ class TorchServeAdapter(Adapter):
                  "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}", "HF_HUB_OFFLINE": "1"},
             ready_headers=lambda: self._auth_headers("management"),
             fatal_log_patterns=("Load model failed", "Backend worker process died"),
+            scratch_dirs=(tmp,),
         )
 
     def _auth_headers(self, api: str = "inference") -> dict[str, str]:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -20,7 +21,11 @@ def running_server(spec: LaunchSpec, log_path: Path, name: str, timeout_s: float
         yield None
         return
     proc = ManagedProcess(spec.argv, log_path, env={**os.environ, **spec.env}, cwd=spec.cwd, name=name)
-    with proc:
-        wait_ready(proc, spec.ready_url, timeout_s, spec.ready_status, on_wait, spec.ready_headers,
-                   spec.fatal_log_patterns, spec.ready_body)
-        yield proc
+    try:
+        with proc:
+            wait_ready(proc, spec.ready_url, timeout_s, spec.ready_status, on_wait, spec.ready_headers,
+                       spec.fatal_log_patterns, spec.ready_body)
+            yield proc
+    finally:
+        for scratch in spec.scratch_dirs:
+            shutil.rmtree(scratch, ignore_errors=True)
