@@ -90,7 +90,6 @@ class Adapter(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
-    launches_server: ClassVar[bool] = True
     option_defaults: ClassVar[dict[str, Any]] = {}  # the framework's `server.options.<name>` and defaults
 
     def __init__(self, study: Study):

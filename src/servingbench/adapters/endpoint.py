@@ -45,7 +45,6 @@ def endpoint_request(settings: EndpointSettings, sample: Sample | None) -> Prepa
 class EndpointAdapter(Adapter):
     name = "endpoint"
     description = "a server you run yourself (study field endpoint.url)"
-    launches_server = False
 
     def availability(self) -> Availability:
         if self.study.endpoint is None:

@@ -31,14 +31,7 @@ class TrialWindow:
 
     measure_start_ns: int
     measure_end_ns: int
-    wall_anchor_ns: int
-    perf_anchor_ns: int
-    records: int
     load_cpu_percent: float
-
-    @property
-    def duration_s(self) -> float:
-        return (self.measure_end_ns - self.measure_start_ns) / 1e9
 
 
 Progress = Callable[[dict], None]
@@ -58,8 +51,7 @@ def run_closed_loop(plan: ClosedLoopPlan, records_path: Path, work_dir: Path,
         "requests": encode_requests(plan.requests),
         # Spawning, warm-up, window, draining in-flight requests, plus slack for imports and writing.
     }, work_dir, plan.warmup_s + plan.duration_s + plan.request_timeout_s + 90, on_progress, on_started)
-    return TrialWindow(result["measure_start_ns"], result["measure_end_ns"], result["wall_anchor_ns"],
-                       result["perf_anchor_ns"], result["records"], result["load_cpu_percent"])
+    return TrialWindow(result["measure_start_ns"], result["measure_end_ns"], result["load_cpu_percent"])
 
 
 def encode_requests(requests: list[PreparedRequest]) -> list[dict]:

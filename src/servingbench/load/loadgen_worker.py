@@ -110,7 +110,7 @@ def run(plan: dict) -> dict:
     writer = RecordWriter(Path(plan["records_path"]), plan["trial_id"])
     writer.write(sut.rows, start)
     writer.close()
-    return {"start_ns": start, "end_ns": end, "records": writer.rows_written}
+    return {"start_ns": start, "end_ns": end}
 
 
 def main(argv: list[str]) -> int:

@@ -141,7 +141,6 @@ def run(plan: dict) -> dict:
     writer = RecordWriter(Path(plan["records_path"]), plan["trial_id"])
     env = Environment(user_classes=[make_user_class(trial)])
     runner = env.create_local_runner()
-    cpu_before = os.times()
     users = plan["users"]
     runner.start(users, spawn_rate=100)  # Locust warns above 100/s; warm-up starts once all run
     flusher = gevent.spawn(flush_forever, trial, writer)
@@ -150,7 +149,6 @@ def run(plan: dict) -> dict:
         gevent.sleep(0.005)
     gevent.sleep(plan["warmup_s"])
     trial.measure_start_ns = time.perf_counter_ns()
-    wall_anchor_ns = time.time_ns()
     cpu_at_start = os.times()
     trial.stop_sending_ns = trial.measure_start_ns + int(plan["duration_s"] * 1e9)
     gevent.sleep(plan["duration_s"])
@@ -167,12 +165,7 @@ def run(plan: dict) -> dict:
     return {
         "measure_start_ns": trial.measure_start_ns,
         "measure_end_ns": trial.stop_sending_ns,
-        "wall_anchor_ns": wall_anchor_ns,
-        "perf_anchor_ns": trial.measure_start_ns,
-        "users_started": next(trial.user_ids),
-        "records": writer.rows_written,
         "load_cpu_percent": 100.0 * busy_s / plan["duration_s"],
-        "total_cpu_s": (cpu_at_end.user - cpu_before.user) + (cpu_at_end.system - cpu_before.system),
     }
 
 

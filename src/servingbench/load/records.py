@@ -1,7 +1,7 @@
 """RequestRecord: one row per request, written to Parquet as the run goes.
 
-Times are `time.perf_counter_ns()` values (CLOCK_MONOTONIC, shared by all processes on the host);
-each trial stores one (wall clock, monotonic) anchor to map them to dates.
+Times are `time.perf_counter_ns()` values (CLOCK_MONOTONIC, shared by all processes on the host):
+differences are exact; the trial summary's `started_at` dates the trial.
 """
 from __future__ import annotations
 

@@ -37,8 +37,9 @@ class Target:
     server_pid: int | None = None  # None: a server servingbench did not start (no server telemetry)
 
 
-def trial_id(framework: str, model: str, users: int, repetition: int) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{framework}--{model}--u{users}--r{repetition}")
+def trial_id(framework: str, model: str, level: str, repetition: int) -> str:
+    """A file-name-safe id; `level` is the load level, e.g. "u10" (users) or a LoadGen scenario."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{framework}--{model}--{level}--r{repetition}")
 
 
 def _save(results: ResultsDir, summary: Summary, cell: CellSummary) -> CellSummary:
@@ -52,7 +53,7 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
              display: Display) -> CellSummary:
     """Runs every repetition; the summary is saved after each, so a crash loses at most one trial."""
     for repetition in range(1, load.repetitions + 1):
-        tid = trial_id(target.framework, target.model, cell.users, repetition)
+        tid = trial_id(target.framework, target.model, f"u{cell.users}", repetition)
         records_path = results.requests_dir / f"{tid}.parquet"
         plan = ClosedLoopPlan(tid, target.base_url, target.requests, cell.users, load.warmup_s, load.duration_s,
                               load.request_timeout_s)
@@ -97,7 +98,7 @@ def run_scenario_cell(results: ResultsDir, summary: Summary, cell: CellSummary, 
                       scenario: ScenarioSettings, display: Display) -> CellSummary:
     """Repetitions of one MLPerf LoadGen scenario; statistics and verdict as LoadGen measured them."""
     for repetition in range(1, load.repetitions + 1):
-        tid = trial_id(target.framework, target.model, 0, repetition).replace("--u0--", f"--{scenario.scenario}--")
+        tid = trial_id(target.framework, target.model, scenario.scenario, repetition)
         records_path = results.requests_dir / f"{tid}.parquet"
         log_dir = results.path / "loadgen" / tid
         plan = LoadGenPlan(tid, target.base_url, target.requests, scenario.scenario, load.duration_s,
