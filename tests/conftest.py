@@ -27,10 +27,11 @@ def _isolated_cache(tmp_path_factory):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def start_delay_server(tmp_path: Path, delay_ms: float) -> tuple[ManagedProcess, str]:
+def start_delay_server(tmp_path: Path, delay_ms: float, concurrency: int | None = None) -> tuple[ManagedProcess, str]:
     port = free_port()
+    limit = ["--concurrency", str(concurrency)] if concurrency else []
     proc = ManagedProcess([sys.executable, "-m", "servingbench.testing.delay_server", "--port", str(port),
-                           "--delay-ms", str(delay_ms)], tmp_path / f"delay-{port}.log", name="delay server")
+                           "--delay-ms", str(delay_ms), *limit], tmp_path / f"delay-{port}.log", name="delay server")
     proc.start()
     url = f"http://127.0.0.1:{port}"
     wait_ready(proc, f"{url}/ready", timeout_s=20)

@@ -72,3 +72,43 @@ def test_unreachable_endpoint_is_one_line_error(tmp_path):
     assert done.returncode == 2
     assert done.stderr.startswith("servingbench: error: endpoint unreachable")
     assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_until_stable_stops_once_three_windows_agree_and_measures_only_those(tmp_path):
+    proc, url = start_delay_server(tmp_path, 10)
+    try:
+        plan = ClosedLoopPlan("stable", url, [PreparedRequest("GET", "/x", b"", {}, "x")], users=2, warmup_s=0.3,
+                              duration_s=60, request_timeout_s=5, until_stable=True, stability_window_s=0.5,
+                              stability_tolerance_pct=20, max_duration_s=20)
+        window = run_closed_loop(plan, tmp_path / "stable.parquet", tmp_path)
+        never = ClosedLoopPlan("never", url, [PreparedRequest("GET", "/x", b"", {}, "x")], users=2, warmup_s=0.3,
+                               duration_s=60, request_timeout_s=5, until_stable=True, stability_window_s=0.5,
+                               stability_tolerance_pct=1e-6, max_duration_s=2)
+        unstable = run_closed_loop(never, tmp_path / "never.parquet", tmp_path)
+    finally:
+        proc.stop()
+    assert window.stability["stable"] and 3 <= window.stability["windows"] < 40
+    # the measurement is the last three windows, not the 60 s duration, and the records say so
+    assert (window.measure_end_ns - window.measure_start_ns) / 1e9 == pytest.approx(1.5, abs=0.1)
+    table = read_records(tmp_path / "stable.parquet")
+    counts = summarize_records(table, window.measure_start_ns, window.measure_end_ns)
+    sent = table.column("sent_ns").to_numpy()
+    measured = table.column("phase").to_numpy(zero_copy_only=False) == "measure"
+    assert (measured == (sent >= window.measure_start_ns)).all() and counts.requests > 0
+    assert counts.throughput_rps == pytest.approx(2 / 0.010, rel=0.2)
+    assert unstable.stability == {"windows": 4, "stable": False}
+
+
+def test_until_stable_trials_record_windows_and_warn_when_never_stable(tmp_path):
+    from servingbench.analysis.warnings import trial_warnings
+    from servingbench.config import load_settings
+    from servingbench.errors import ServingbenchError
+    from servingbench.results.schema import Stability, TrialCounts
+
+    counts = TrialCounts(requests=100, ok=100, failed=0, duration_s=3, throughput_rps=33, failures_per_s=0,
+                         latency_ms=None)
+    never = Stability(windows=8, stable=False, window_s=5, tolerance_pct=10)
+    assert any(w.startswith("never stabilised: 8 windows of 5 s") for w in trial_warnings(counts, 10, never))
+    assert not trial_warnings(counts, 10, never.model_copy(update={"stable": True}))
+    with pytest.raises(ServingbenchError, match="no room for 3 stability windows"):
+        load_settings({"until_stable": True, "stability_window_s": 5, "max_duration_s": 10})

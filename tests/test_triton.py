@@ -65,7 +65,7 @@ def test_real_labels_over_json_requests(tmp_path):
         for sample in model.samples()[:2]:
             request = adapter.request(model, sample)
             assert request.headers["Content-Type"] == "application/json"
-            status, body = send_once(launch.base_url, request, 60)
+            status, body, _ = send_once(launch.base_url, request, 60)
             labels[sample.name] = adapter.decode(model, status, body)["top5"][0][0]
     assert 281 <= labels["chelsea.jpg"] <= 285 and labels["coffee.jpg"] == 967
     assert processes_mentioning(str(tmp_path)) == []

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 import servingbench
-from servingbench.config import EndpointSettings, LoadSettings, load_study, preset_names
+from servingbench.config import LOADGEN_SCENARIOS, EndpointSettings, load_settings, load_study, preset_names
 from servingbench.errors import ServerStartError, ServingbenchError
 
 EXIT_BAD_INPUT = 2
@@ -44,9 +44,33 @@ def cli() -> None:
 _load_options = [
     click.option("--users", callback=_int_list, help="closed-loop users per level, e.g. 1,10,25,50,75,100"),
     click.option("--repetitions", type=click.IntRange(min=1), help="trials per level"),
-    click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="seconds measured per trial"),
-    click.option("--warmup", type=click.FloatRange(min=0), help="seconds of warm-up before each trial"),
+    click.option("--duration", type=click.FloatRange(min=0, min_open=True),
+                 help="seconds measured per trial (LoadGen: its minimum duration)"),
+    click.option("--warmup", type=click.FloatRange(min=0), help="seconds of warm-up before each closed-loop trial"),
+    click.option("--until-stable", is_flag=True, default=None,
+                 help="closed loop: measure in windows until the last 3 agree (throughput, p50), up to --max-duration"),
+    click.option("--max-duration", type=click.FloatRange(min=0, min_open=True),
+                 help="--until-stable: seconds before giving up with a warning"),
+    click.option("--target-qps", type=click.FloatRange(min=0, min_open=True),
+                 help="LoadGen server: Poisson arrival rate; offline: expected rate"),
+    click.option("--latency-bound-ms", type=click.FloatRange(min=0, min_open=True),
+                 help="LoadGen server and --find-capacity: the latency bound"),
+    click.option("--percentile", type=click.FloatRange(min=0, max=100, min_open=True, max_open=True),
+                 help="the latency percentile held to the bound (default 99)"),
+    click.option("--find-capacity", is_flag=True, default=False,
+                 help="add the capacity search: the highest server rate LoadGen calls VALID under the bound"),
 ]
+
+
+def _load_overrides(scenarios: list[str] | None, users, repetitions, duration, warmup, until_stable, max_duration,
+                    target_qps, latency_bound_ms, percentile, find_capacity) -> dict:
+    """The dotted study keys the shared load options set (None: leave the study's value)."""
+    if find_capacity:
+        scenarios = [*(scenarios or []), "capacity"]
+    return {"load.scenarios": scenarios, "load.users": users, "load.repetitions": repetitions,
+            "load.duration_s": duration, "load.warmup_s": warmup, "load.until_stable": until_stable,
+            "load.max_duration_s": max_duration, "load.target_qps": target_qps,
+            "load.latency_bound_ms": latency_bound_ms, "load.latency_percentile": percentile}
 
 
 def load_options(func):
@@ -60,20 +84,26 @@ def load_options(func):
 @click.option("--out", type=click.Path(path_type=Path), help="results folder (default results/<timestamp>)")
 @click.option("--frameworks", callback=_name_list, help="comma-separated, e.g. reference,torchserve")
 @click.option("--models", callback=_name_list, help="comma-separated, e.g. resnet50,wav2vec2-truncated")
+@click.option("--scenarios", callback=_name_list,
+              help="comma-separated: closed (the study's users), single_stream, multi_stream, server, offline, capacity")
 @load_options
+@click.option("--accuracy", is_flag=True, default=None,
+              help="also score a LoadGen AccuracyOnly run (top-1 agreement, WER, ROUGE-L) against the in-process model")
 @click.option("--size", type=click.Choice(["tiny", "real"]), help="model size")
 @click.option("--weights", help="random | pretrained | a local model directory")
 @click.option("--threads", type=click.IntRange(min=1), help="intra-op threads per model worker")
-def run(study, out, frameworks, models, users, repetitions, duration, warmup, size, weights, threads) -> None:
+def run(study, out, frameworks, models, scenarios, users, repetitions, duration, warmup, until_stable, max_duration,
+        target_qps, latency_bound_ms, percentile, find_capacity, accuracy, size, weights, threads) -> None:
     """Run a STUDY: a preset (smoke, quick [default], study) or a YAML file."""
     from servingbench.display import Display
     from servingbench.orchestrate.study import StudyRunner
     from servingbench.results.store import default_results_dir
 
     resolved = load_study(study, {
-        "frameworks": frameworks, "models": models, "size": size, "weights": weights,
-        "load.users": users, "load.repetitions": repetitions, "load.duration_s": duration,
-        "load.warmup_s": warmup, "server.threads": threads,
+        "frameworks": frameworks, "models": models, "size": size, "weights": weights, "accuracy": accuracy,
+        "server.threads": threads,
+        **_load_overrides(scenarios, users, repetitions, duration, warmup, until_stable, max_duration, target_qps,
+                          latency_bound_ms, percentile, find_capacity),
     })
     display = Display()
     runner = StudyRunner(resolved, out or default_results_dir(), display)
@@ -224,20 +254,14 @@ def serve(framework, model, size, weights, port, threads, out) -> None:
 @load_options
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="seconds before a request counts as failed")
-@click.option("--scenario", type=click.Choice(["closed", "single_stream", "multi_stream", "server", "offline"]),
-              default="closed", show_default=True,
-              help="closed-loop users (the study) or an MLPerf LoadGen scenario")
-@click.option("--target-qps", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
-              help="server: Poisson arrival rate; offline: expected rate")
-@click.option("--latency-bound-ms", type=click.FloatRange(min=0, min_open=True), default=100.0, show_default=True,
-              help="server: the p99 latency a VALID run stays under")
+@click.option("--scenario", type=click.Choice(list(LOADGEN_SCENARIOS) + ["closed"]), default=None,
+              help="closed-loop users (the study; the default) or an MLPerf LoadGen scenario")
 @click.option("--out", type=click.Path(path_type=Path), help="results folder (default results/<timestamp>)")
-def load(url, payload, method, content_type, headers, users, repetitions, duration, warmup, timeout, scenario,
-         target_qps, latency_bound_ms, out) -> None:
-    """Load-test any running HTTP endpoint at URL: closed-loop users, or an MLPerf LoadGen scenario."""
+def load(url, payload, method, content_type, headers, users, repetitions, duration, warmup, until_stable,
+         max_duration, target_qps, latency_bound_ms, percentile, find_capacity, timeout, scenario, out) -> None:
+    """Load-test any running HTTP endpoint at URL: closed-loop users, MLPerf LoadGen scenarios, capacity."""
     from servingbench.display import Display
     from servingbench.orchestrate.load_url import load_url
-    from servingbench.orchestrate.trials import ScenarioSettings
     from servingbench.results.store import ResultsDir, default_results_dir
 
     parsed_headers = {}
@@ -250,13 +274,15 @@ def load(url, payload, method, content_type, headers, users, repetitions, durati
         raise ServingbenchError(f"payload file not found: {payload}")
     settings = EndpointSettings(url=url, method=method.upper(), payload=payload, content_type=content_type,
                                 headers=parsed_headers)
-    load_settings = LoadSettings(users=users or [1, 10], repetitions=repetitions or 1,
-                                 duration_s=duration or 10.0, warmup_s=2.0 if warmup is None else warmup,
-                                 request_timeout_s=timeout)
+    scenarios = [scenario] if scenario else None if find_capacity else ["closed"]
+    overrides = _load_overrides(scenarios, users, repetitions, duration, warmup, until_stable, max_duration,
+                                target_qps, latency_bound_ms, percentile, find_capacity)
+    # Shorter defaults than a study's: one endpoint, a quick look.
+    values = {"users": [1, 10], "repetitions": 1, "duration_s": 10.0, "warmup_s": 2.0, "request_timeout_s": timeout}
+    values.update({key.removeprefix("load."): value for key, value in overrides.items() if value is not None})
     display = Display()
     results = ResultsDir.create(out or default_results_dir())
-    scenario_settings = None if scenario == "closed" else ScenarioSettings(scenario, target_qps, latency_bound_ms)
-    summary = load_url(settings, load_settings, results, display, scenario_settings)
+    summary = load_url(settings, load_settings(values), results, display)
     display.final(summary)
     display.console.print(f"results: {results.path}")
 

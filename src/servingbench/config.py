@@ -6,11 +6,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from servingbench.errors import ServingbenchError
 
 STUDY_USERS = [1, 10, 25, 50, 75, 100]  # the reference study's user counts (section 4.6)
+CLOSED_LOOP = "closed"  # the study's closed-loop users, one cell per user count
+LOADGEN_SCENARIOS = ("single_stream", "multi_stream", "server", "offline")  # MLPerf LoadGen's scenarios
+CAPACITY = "capacity"  # the highest Server-scenario rate LoadGen calls VALID under the latency bound
+SCENARIOS = (CLOSED_LOOP, *LOADGEN_SCENARIOS, CAPACITY)
 
 
 class _Strict(BaseModel):
@@ -19,13 +23,27 @@ class _Strict(BaseModel):
 
 
 class LoadSettings(_Strict):
-    """The study's closed loop: users per level, warm-up, fixed duration, repetitions."""
+    """How load is driven: the study's closed loop (users per level, warm-up, fixed duration or until
+    stable, repetitions) and/or MLPerf LoadGen scenarios."""
 
+    scenarios: list[str] = Field(default_factory=lambda: [CLOSED_LOOP],
+                                 description=f"any of {', '.join(SCENARIOS)}")
     users: list[int] = Field(default_factory=lambda: list(STUDY_USERS))
     repetitions: int = Field(5, ge=1)
-    duration_s: float = Field(60.0, gt=0)
+    duration_s: float = Field(60.0, gt=0, description="measured seconds per trial (LoadGen: its min duration)")
     warmup_s: float = Field(10.0, ge=0)
     request_timeout_s: float = Field(120.0, gt=0)
+    until_stable: bool = Field(False, description="closed loop: measure in windows until the last 3 agree")
+    stability_window_s: float = Field(5.0, gt=0)
+    stability_tolerance_pct: float = Field(10.0, gt=0, description="largest spread of throughput and p50 "
+                                                                   "over the last 3 windows, % of their mean")
+    max_duration_s: float = Field(300.0, gt=0, description="until_stable: give up (with a warning) after this")
+    target_qps: float = Field(10.0, gt=0, description="server: Poisson arrival rate; offline: expected rate")
+    latency_bound_ms: float = Field(100.0, gt=0, description="server and capacity: the latency bound")
+    latency_percentile: float = Field(99.0, gt=0, lt=100, description="the percentile held to the bound")
+    min_query_count: int | None = Field(None, ge=1, description="LoadGen's minimum queries per trial; default: "
+                                                                "enough for its early stopping to certify the "
+                                                                "percentile in server runs, 100 otherwise")
 
     @field_validator("users")
     @classmethod
@@ -33,6 +51,22 @@ class LoadSettings(_Strict):
         if not users or any(u < 1 for u in users):
             raise ValueError("must be a non-empty list of positive user counts")
         return users
+
+    @model_validator(mode="after")
+    def _room_for_stability(self) -> "LoadSettings":
+        if self.until_stable and self.max_duration_s < 3 * self.stability_window_s:
+            raise ValueError(f"max_duration_s ({self.max_duration_s:g}) leaves no room for 3 stability windows of "
+                             f"{self.stability_window_s:g} s")
+        return self
+
+    @field_validator("scenarios")
+    @classmethod
+    def _known_scenarios(cls, scenarios: list[str]) -> list[str]:
+        unknown = [s for s in scenarios if s not in SCENARIOS]
+        if not scenarios or unknown:
+            raise ValueError(f"unknown scenario {unknown[0] if unknown else '(none given)'}; "
+                             f"known: {', '.join(SCENARIOS)}")
+        return list(dict.fromkeys(scenarios))
 
 
 class ServerSettings(_Strict):
@@ -62,6 +96,8 @@ class Study(_Strict):
     weights: str = "default"
     seed: int = 0
     check_correctness: bool = True
+    accuracy: bool = Field(False, description="also run LoadGen's AccuracyOnly mode over the samples and score "
+                                              "it (top-1 agreement, WER, ROUGE) against the in-process model")
     inprocess_iterations: int = Field(20, ge=0, description="in-process predictions timed per model")
     load: LoadSettings = Field(default_factory=LoadSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
@@ -94,9 +130,9 @@ def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     return data
 
 
-def _validate(data: dict[str, Any], origin: str) -> Study:
+def _validate(data: dict[str, Any], origin: str, model: type[_Strict] = Study) -> Any:
     try:
-        return Study.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
         err = exc.errors()[0]
         field = ".".join(str(p) for p in err["loc"]) or "(top level)"
@@ -127,6 +163,10 @@ def load_study(name_or_path: str | None, overrides: dict[str, Any] | None = None
             target = target.setdefault(key, {})
         target[leaf] = value
     return _validate(data, origin)
+
+
+def load_settings(values: dict[str, Any], origin: str = "load options") -> LoadSettings:
+    return _validate(values, origin, LoadSettings)
 
 
 def dump_study(study: Study) -> str:

@@ -61,14 +61,14 @@ class Display:
     def final(self, summary: Summary) -> None:
         for model in dict.fromkeys(c.model for c in summary.cells):
             cells = [c for c in summary.cells if c.model == model]
-            users = sorted({c.users for c in cells})
+            levels = list(dict.fromkeys(c.level for c in sorted(cells, key=lambda c: (c.scenario != "closed", c.users))))
             table = Table(title=f"{model}: throughput req/s (p50 / p99 ms)", title_justify="left")
             table.add_column("framework")
-            for u in users:
-                table.add_column(f"{u} users", justify="right")
-            by_key = {(c.framework, c.users): c for c in cells}
+            for level in levels:
+                table.add_column(level, justify="right")
+            by_key = {(c.framework, c.level): c for c in cells}
             for fw in dict.fromkeys(c.framework for c in cells):
-                table.add_row(fw, *(_cell_text(by_key.get((fw, u))) for u in users))
+                table.add_row(fw, *(_cell_text(by_key.get((fw, level))) for level in levels))
             self.console.print(table)
         info = [m for m in summary.models if m.inprocess_latency_ms]
         if info:
@@ -81,5 +81,8 @@ def _cell_text(cell: CellSummary | None) -> str:
         return ""
     if cell.status != "ok":
         return cell.status
+    if cell.capacity:
+        found = cell.capacity.max_qps
+        return "none valid" if found is None else f"max {found:.2f} qps"
     tp = cell.throughput_rps.mean if cell.throughput_rps else None
     return f"{_fmt(tp, 2)} ({_fmt(cell.latency_ms.get('p50'))} / {_fmt(cell.latency_ms.get('p99'))})"

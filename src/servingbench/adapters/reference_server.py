@@ -36,6 +36,12 @@ class Counters:
             return dict(self.values)
 
 
+class ReferenceHTTPServer(ThreadingHTTPServer):
+    # The default listen backlog of 5 resets connections when many clients connect at once
+    # (LoadGen's Offline scenario opens 64): a real server's backlog is in the hundreds.
+    request_queue_size = 1024
+
+
 def make_handler(loaded, counters: Counters):
     model_lock = threading.Lock()
 
@@ -95,7 +101,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     loaded = get_model(args.model, args.size, args.weights).load()
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), make_handler(loaded, Counters()))
+    server = ReferenceHTTPServer(("127.0.0.1", args.port), make_handler(loaded, Counters()))
     server.daemon_threads = True
     print(f"reference server: {args.model} ({args.size}) on http://127.0.0.1:{args.port}", flush=True)
     try:

@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import statistics
 
-from servingbench.results.schema import CellSummary, TrialCounts
+from servingbench.results.schema import CellSummary, Stability, TrialCounts
 
 LOAD_CPU_BOUND_PERCENT = 90.0
 HIGH_VARIATION = 0.10  # coefficient of variation of throughput across repetitions
 
 
-def trial_warnings(counts: TrialCounts, load_cpu_percent: float) -> list[str]:
+def trial_warnings(counts: TrialCounts, load_cpu_percent: float, stability: Stability | None = None) -> list[str]:
     found = []
+    if stability and not stability.stable:
+        found.append(f"never stabilised: {stability.windows} windows of {stability.window_s:g} s without "
+                     f"{stability.windows_agreeing} in a row within {stability.tolerance_pct:g}% (throughput and "
+                     "p50); raise max_duration_s or stability_tolerance_pct, or quiet the host")
     if load_cpu_percent >= LOAD_CPU_BOUND_PERCENT:
         found.append(f"load generator used {load_cpu_percent:.0f}% of a core: throughput may be its limit, "
                      "not the server's; run fewer users or the generator on another host")

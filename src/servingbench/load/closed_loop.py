@@ -23,6 +23,14 @@ class ClosedLoopPlan:
     warmup_s: float
     duration_s: float
     request_timeout_s: float
+    until_stable: bool = False  # measure in windows until they agree, instead of for duration_s
+    stability_window_s: float = 5.0
+    stability_tolerance_pct: float = 10.0
+    max_duration_s: float = 300.0
+
+    @property
+    def longest_s(self) -> float:
+        return self.warmup_s + (self.max_duration_s if self.until_stable else self.duration_s)
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,7 @@ class TrialWindow:
     measure_start_ns: int
     measure_end_ns: int
     load_cpu_percent: float
+    stability: dict | None = None  # until_stable: {"windows": n, "stable": bool}
 
 
 Progress = Callable[[dict], None]
@@ -47,11 +56,16 @@ def run_closed_loop(plan: ClosedLoopPlan, records_path: Path, work_dir: Path,
         "warmup_s": plan.warmup_s,
         "duration_s": plan.duration_s,
         "request_timeout_s": plan.request_timeout_s,
+        "until_stable": plan.until_stable,
+        "stability_window_s": plan.stability_window_s,
+        "stability_tolerance_pct": plan.stability_tolerance_pct,
+        "max_duration_s": plan.max_duration_s,
         "records_path": str(records_path),
         "requests": encode_requests(plan.requests),
         # Spawning, warm-up, window, draining in-flight requests, plus slack for imports and writing.
-    }, work_dir, plan.warmup_s + plan.duration_s + plan.request_timeout_s + 90, on_progress, on_started)
-    return TrialWindow(result["measure_start_ns"], result["measure_end_ns"], result["load_cpu_percent"])
+    }, work_dir, plan.longest_s + plan.request_timeout_s + 90, on_progress, on_started)
+    return TrialWindow(result["measure_start_ns"], result["measure_end_ns"], result["load_cpu_percent"],
+                       result["stability"])
 
 
 def encode_requests(requests: list[PreparedRequest]) -> list[dict]:

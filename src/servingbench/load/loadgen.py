@@ -1,15 +1,25 @@
-"""Run one MLPerf LoadGen scenario trial in its own process (see loadgen_worker.py)."""
+"""Run one MLPerf LoadGen trial in its own process (see loadgen_worker.py) and read back its answers."""
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 from servingbench.adapters.base import PreparedRequest
+from servingbench.config import LOADGEN_SCENARIOS, LoadSettings
 from servingbench.errors import ServingbenchError
 from servingbench.load.closed_loop import encode_requests, run_worker
 
-SCENARIOS = ("single_stream", "multi_stream", "server", "offline")
+ACCURACY_LOG = "mlperf_log_accuracy.json"
+DEFAULT_MIN_QUERIES = 100
+SENDERS = 64  # concurrent connections available to LoadGen's queries
+
+
+def early_stopping_queries(percentile: float, confidence: float = 0.99) -> int:
+    """The fewest queries with which LoadGen's early stopping can certify `percentile` (none over the bound)."""
+    return math.ceil(math.log(1 - confidence) / math.log(percentile / 100))
 
 
 @dataclass(frozen=True)
@@ -20,24 +30,41 @@ class LoadGenPlan:
     scenario: str
     duration_s: float
     request_timeout_s: float
-    target_qps: float = 10.0          # Server: the Poisson arrival rate; Offline: the expected rate
-    latency_bound_ms: float = 100.0   # Server: the p99 bound a VALID run must stay under
-    expected_latency_ms: float = 10.0
-    min_query_count: int = 100
-    senders: int = 64                 # concurrent connections available to LoadGen's queries
+    target_qps: float = 10.0           # Server: the Poisson arrival rate; Offline: the expected rate
+    latency_bound_ms: float = 100.0    # Server: the bound a VALID run keeps `latency_percentile` under
+    latency_percentile: float = 99.0
+    min_query_count: int = DEFAULT_MIN_QUERIES
+    accuracy: bool = False             # LoadGen's AccuracyOnly mode: every sample once, answers logged
+
+    @classmethod
+    def from_settings(cls, trial_id: str, base_url: str, requests: list[PreparedRequest], scenario: str,
+                      load: LoadSettings, target_qps: float | None = None, accuracy: bool = False) -> "LoadGenPlan":
+        min_queries = load.min_query_count or (
+            # twice the bare minimum, so a few queries over the bound do not leave a good rate unproven
+            2 * early_stopping_queries(load.latency_percentile) if scenario == "server" else DEFAULT_MIN_QUERIES)
+        return cls(trial_id, base_url, requests, scenario, load.duration_s, load.request_timeout_s,
+                   target_qps or load.target_qps, load.latency_bound_ms, load.latency_percentile, min_queries,
+                   accuracy)
 
 
 def run_loadgen(plan: LoadGenPlan, records_path: Path, log_dir: Path, work_dir: Path,
                 on_started: Callable[[int], None] | None = None) -> dict:
-    if plan.base_url.startswith("grpc://"):
-        raise ServingbenchError("the LoadGen scenarios speak HTTP; use protocol: http for them")
-    if plan.scenario not in SCENARIOS:
-        raise ServingbenchError(f"unknown scenario '{plan.scenario}'; known: closed, {', '.join(SCENARIOS)}")
+    """Returns the window LoadGen ran in ({start_ns, end_ns}); its logs are left in `log_dir`."""
+    if plan.scenario not in LOADGEN_SCENARIOS:
+        raise ServingbenchError(f"unknown LoadGen scenario '{plan.scenario}'; known: {', '.join(LOADGEN_SCENARIOS)}")
+    worker_plan = {key: value for key, value in plan.__dict__.items() if key != "requests"}
+    # LoadGen may run past min_duration to reach min_query_count (slow servers): generous slack.
+    expected_s = max(plan.duration_s, plan.min_query_count / plan.target_qps) if plan.scenario == "server" \
+        else plan.duration_s
     return run_worker("servingbench.load.loadgen_worker", plan.trial_id, {
-        "trial_id": plan.trial_id, "base_url": plan.base_url, "scenario": plan.scenario,
-        "duration_s": plan.duration_s, "request_timeout_s": plan.request_timeout_s, "target_qps": plan.target_qps,
-        "latency_bound_ms": plan.latency_bound_ms, "expected_latency_ms": plan.expected_latency_ms,
-        "min_query_count": plan.min_query_count, "senders": plan.senders, "records_path": str(records_path),
-        "log_dir": str(log_dir), "requests": encode_requests(plan.requests),
-        # LoadGen may run past min_duration to reach min_query_count or early-stopping: generous slack.
-    }, work_dir, plan.duration_s * 3 + plan.request_timeout_s + 120, on_started=on_started)
+        **worker_plan, "senders": SENDERS, "records_path": str(records_path), "log_dir": str(log_dir),
+        "requests": encode_requests(plan.requests),
+    }, work_dir, expected_s * 3 + plan.request_timeout_s + 120, on_started=on_started)
+
+
+def read_accuracy_log(log_dir: Path) -> dict[int, bytes]:
+    """The answer LoadGen logged for each sample index in an AccuracyOnly run."""
+    path = log_dir / ACCURACY_LOG
+    if not path.is_file():
+        raise ServingbenchError(f"LoadGen wrote no accuracy log: {path}")
+    return {entry["qsl_idx"]: bytes.fromhex(entry["data"]) for entry in json.loads(path.read_text() or "[]")}

@@ -1,27 +1,30 @@
-"""MLPerf LoadGen scenarios against an HTTP server: the load-generator process.
+"""MLPerf LoadGen scenarios against a server: the load-generator process.
 
 Run as `python -m servingbench.load.loadgen_worker PLAN.json`. LoadGen schedules queries (Poisson
-arrivals in the Server scenario) and measures latency from its own issue time; this SUT hands each
-sample to a pool of sender threads (one keep-alive connection each) without blocking LoadGen's
+arrivals in the Server scenario) and measures latency from its own schedule; this SUT hands each
+sample to a pool of sender threads (one connection each, HTTP or gRPC) without blocking LoadGen's
 issuing thread, and completes it when the answer arrives. Every request is also recorded
-(RequestRecord, `scheduled_ns` = when LoadGen issued it). LoadGen's own logs stay in `log_dir`.
+(RequestRecord, `scheduled_ns` = when LoadGen issued it, so `sent_ns - scheduled_ns` is how late it
+left). In accuracy mode the answers go back to LoadGen, which logs them. Its own logs stay in `log_dir`.
 """
 from __future__ import annotations
 
+import array
 import base64
-import http.client
 import json
+import os
 import queue
 import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import mlperf_loadgen as lg
 
 from servingbench.load.records import RecordWriter
+from servingbench.load.transport import Connection
 
+EXPECTED_LATENCY_NS = 1_000_000
 SCENARIOS = {"single_stream": "SingleStream", "multi_stream": "MultiStream", "server": "Server",
              "offline": "Offline"}
 
@@ -29,8 +32,6 @@ SCENARIOS = {"single_stream": "SingleStream", "multi_stream": "MultiStream", "se
 class Sut:
     def __init__(self, plan: dict):
         self.plan = plan
-        parts = urlsplit(plan["base_url"])
-        self.host, self.port = parts.hostname, parts.port
         self.requests = [(r["method"], r["path"], base64.b64decode(r["body"]), r["headers"]) for r in plan["requests"]]
         self.pending: queue.Queue = queue.Queue()
         self.rows: list[tuple] = []
@@ -46,27 +47,22 @@ class Sut:
             self.pending.put((sample.id, sample.index, issued))
 
     def _send_forever(self, worker_id: int) -> None:
-        connection = http.client.HTTPConnection(self.host, self.port, timeout=self.plan["request_timeout_s"])
+        connection = Connection(self.plan["base_url"], self.plan["request_timeout_s"])
         while (item := self.pending.get()) is not None:
             query_id, index, issued = item
-            method, path, body, headers = self.requests[index % len(self.requests)]
+            request = self.requests[index % len(self.requests)]
             sent = time.perf_counter_ns()
-            status, received, error = 0, 0, None
-            try:
-                connection.request(method, path, body=body, headers=headers)
-                response = connection.getresponse()
-                received, status = len(response.read()), response.status
-                if not 200 <= status < 300:
-                    error = f"HTTP {status}"
-            except TimeoutError:
-                error = "timeout"
-            except (OSError, http.client.HTTPException) as exc:
-                error = f"{type(exc).__name__}: {exc}"[:200]
-                connection.close()  # reconnects on the next request
+            status, answer, error = connection.send(request)
             end = time.perf_counter_ns()
             with self.lock:
-                self.rows.append((worker_id, index, sent, end, status, error, len(body), received, issued))
-            lg.QuerySamplesComplete([lg.QuerySampleResponse(query_id, 0, 0)])
+                self.rows.append((worker_id, index, sent, end, status, error, len(request[2]), len(answer), issued))
+            if self.plan["accuracy"] and error is None:
+                data = array.array("B", answer)  # LoadGen copies the answer before this call returns
+                address, length = data.buffer_info()
+                lg.QuerySamplesComplete([lg.QuerySampleResponse(query_id, address, length)])
+            else:
+                lg.QuerySamplesComplete([lg.QuerySampleResponse(query_id, 0, 0)])
+        connection.close()
 
     def stop(self) -> None:
         for _ in self.threads:
@@ -78,14 +74,16 @@ class Sut:
 def test_settings(plan: dict) -> "lg.TestSettings":
     settings = lg.TestSettings()
     settings.scenario = getattr(lg.TestScenario, SCENARIOS[plan["scenario"]])
-    settings.mode = lg.TestMode.PerformanceOnly
+    settings.mode = lg.TestMode.AccuracyOnly if plan["accuracy"] else lg.TestMode.PerformanceOnly
     settings.min_duration_ms = int(plan["duration_s"] * 1000)
     settings.min_query_count = plan["min_query_count"]
     settings.server_target_qps = plan["target_qps"]
     settings.offline_expected_qps = plan["target_qps"]
     settings.server_target_latency_ns = int(plan["latency_bound_ms"] * 1e6)
-    settings.single_stream_expected_latency_ns = int(plan["expected_latency_ms"] * 1e6)
-    settings.multi_stream_expected_latency_ns = int(plan["expected_latency_ms"] * 1e6)
+    settings.server_target_latency_percentile = plan["latency_percentile"] / 100
+    # LoadGen sizes its query list from these; too low only makes the list longer than the run needs.
+    settings.single_stream_expected_latency_ns = EXPECTED_LATENCY_NS
+    settings.multi_stream_expected_latency_ns = EXPECTED_LATENCY_NS
     return settings
 
 
@@ -101,16 +99,17 @@ def run(plan: dict) -> dict:
     output.copy_summary_to_stdout = False
     log_settings = lg.LogSettings()
     log_settings.log_output = output
-    start = time.perf_counter_ns()
+    start, cpu_at_start = time.perf_counter_ns(), os.times()
     lg.StartTestWithLogSettings(loadgen_sut, qsl, test_settings(plan), log_settings)
-    end = time.perf_counter_ns()
+    end, cpu_at_end = time.perf_counter_ns(), os.times()
     sut.stop()
     lg.DestroyQSL(qsl)
     lg.DestroySUT(loadgen_sut)
     writer = RecordWriter(Path(plan["records_path"]), plan["trial_id"])
     writer.write(sut.rows, start)
     writer.close()
-    return {"start_ns": start, "end_ns": end}
+    busy_s = (cpu_at_end.user - cpu_at_start.user) + (cpu_at_end.system - cpu_at_start.system)
+    return {"start_ns": start, "end_ns": end, "load_cpu_percent": 100.0 * busy_s / ((end - start) / 1e9)}
 
 
 def main(argv: list[str]) -> int:

@@ -4,7 +4,8 @@ Run as `python -m servingbench.load.locust_worker PLAN.json`. It lives in its ow
 Locust monkey-patches the standard library with gevent. Each virtual user keeps one keep-alive
 connection and sends its next request as soon as the previous answer arrives (no wait time, as
 in the study). Locust rounds its own response times, so users append exact perf_counter_ns
-timings to a list that a flusher writes to Parquet every second. HTTP goes through
+timings to a list that a flusher writes to Parquet every second (with `until_stable`, once the
+measurement window is known). HTTP goes through
 geventhttpclient; gRPC (base URL grpc://host:port) through grpcio in gevent mode.
 """
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 import gevent
+import numpy as np
 from geventhttpclient import HTTPClient
 from geventhttpclient.url import URL
 from locust import User, task
@@ -28,6 +30,7 @@ from locust.exception import StopUser
 from servingbench.load.records import RawRow, RecordWriter
 
 FLUSH_INTERVAL_S = 1.0
+WINDOWS_AGREEING = 3  # as perf_analyzer: the last three measurement windows must agree
 
 
 class Trial:
@@ -132,6 +135,44 @@ def flush(trial: Trial, writer: RecordWriter) -> None:
                                     "phase": "measure" if trial.measure_start_ns else "warmup"}), flush=True)
 
 
+def window_stats(rows: list[RawRow], window_s: float) -> tuple[float, float | None]:
+    """(throughput, p50 latency in ms) of the requests that completed in one window."""
+    latencies = [(r[3] - r[2]) / 1e6 for r in rows if r[5] is None]
+    return len(latencies) / window_s, float(np.median(latencies)) if latencies else None
+
+
+def agree(values: list[float | None], tolerance_pct: float) -> bool:
+    """All present and within `tolerance_pct` of their mean from lowest to highest."""
+    if any(v is None for v in values) or not values:
+        return False
+    mean = sum(values) / len(values)
+    return mean > 0 and (max(values) - min(values)) / mean * 100 <= tolerance_pct
+
+
+def measure_until_stable(trial: Trial, plan: dict) -> tuple[int, int, os.times_result, os.times_result, dict]:
+    """Windows after warm-up until the last WINDOWS_AGREEING agree on throughput and p50 (or time runs out).
+
+    The measurement window is those last windows; what came before them was more warm-up. Rows stay
+    in memory until then, so each is labelled with its phase once, correctly.
+    """
+    window_s, tolerance = plan["stability_window_s"], plan["stability_tolerance_pct"]
+    boundaries, cpu, stats = [time.perf_counter_ns()], [os.times()], []
+    scanned, stable = len(trial.rows), False
+    most = int(plan["max_duration_s"] / window_s)
+    while not stable and len(stats) < most:
+        gevent.sleep(max(0.0, (boundaries[0] + (len(stats) + 1) * window_s * 1e9 - time.perf_counter_ns()) / 1e9))
+        boundaries.append(time.perf_counter_ns())
+        cpu.append(os.times())
+        done = len(trial.rows)
+        stats.append(window_stats(trial.rows[scanned:done], window_s))
+        scanned = done
+        recent = stats[-WINDOWS_AGREEING:]
+        stable = len(recent) == WINDOWS_AGREEING and all(agree(list(v), tolerance) for v in zip(*recent))
+        print("PROGRESS " + json.dumps({"done": done, "phase": "measure", "windows": len(stats)}), flush=True)
+    first = max(0, len(boundaries) - 1 - WINDOWS_AGREEING)
+    return boundaries[first], boundaries[-1], cpu[first], cpu[-1], {"windows": len(stats), "stable": stable}
+
+
 def run(plan: dict) -> dict:
     trial = Trial(plan)
     if plan["base_url"].startswith("grpc://"):
@@ -148,24 +189,33 @@ def run(plan: dict) -> dict:
     while trial.active_users < users and time.monotonic() < deadline:
         gevent.sleep(0.005)
     gevent.sleep(plan["warmup_s"])
-    trial.measure_start_ns = time.perf_counter_ns()
-    cpu_at_start = os.times()
-    trial.stop_sending_ns = trial.measure_start_ns + int(plan["duration_s"] * 1e9)
-    gevent.sleep(plan["duration_s"])
-    cpu_at_end = os.times()
+    stability = None
+    if plan["until_stable"]:
+        flush(trial, writer)  # the warm-up's rows; later ones wait until the window is known
+        flusher.kill()
+        start_ns, end_ns, cpu_at_start, cpu_at_end, stability = measure_until_stable(trial, plan)
+        trial.stop_sending_ns = end_ns
+    else:
+        start_ns = trial.measure_start_ns = time.perf_counter_ns()
+        cpu_at_start = os.times()
+        end_ns = trial.stop_sending_ns = start_ns + int(plan["duration_s"] * 1e9)
+        gevent.sleep(plan["duration_s"])
+        cpu_at_end = os.times()
     # Let requests already sent finish (they belong to the window), bounded by the request timeout.
     drain_deadline = time.monotonic() + plan["request_timeout_s"] + 5
     while trial.active_users > 0 and time.monotonic() < drain_deadline:
         gevent.sleep(0.01)
     runner.quit()
     flusher.kill()
+    trial.measure_start_ns = start_ns
     flush(trial, writer)
     writer.close()
     busy_s = (cpu_at_end.user - cpu_at_start.user) + (cpu_at_end.system - cpu_at_start.system)
     return {
-        "measure_start_ns": trial.measure_start_ns,
-        "measure_end_ns": trial.stop_sending_ns,
-        "load_cpu_percent": 100.0 * busy_s / plan["duration_s"],
+        "measure_start_ns": start_ns,
+        "measure_end_ns": end_ns,
+        "load_cpu_percent": 100.0 * busy_s / ((end_ns - start_ns) / 1e9),
+        "stability": stability,
     }
 
 

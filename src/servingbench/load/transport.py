@@ -1,33 +1,79 @@
-"""Sending one prepared request, untimed: HTTP(S), or gRPC (method "GRPC", body = serialised message).
+"""Sending prepared requests over one connection: HTTP(S) keep-alive, or gRPC (method "GRPC", body =
+serialised message, path = the full method name).
 
-Used before load (correctness checks); the load engine has its own timed loop.
+Used by the correctness check (one request at a time, untimed) and by LoadGen's sender threads;
+the closed loop has its own gevent senders (locust_worker.py).
 """
 from __future__ import annotations
 
 import http.client
+from typing import Callable
 from urllib.parse import urlsplit
 
 from servingbench.adapters.base import PreparedRequest
 
 GRPC_METHOD = "GRPC"
 
+# (status, body, error): HTTP status or gRPC code (0 = OK), the answer, None when it is a success.
+Answer = tuple[int, bytes, "str | None"]
 
-def send_once(base_url: str, request: PreparedRequest, timeout_s: float) -> tuple[int, bytes]:
-    """(status, body): the HTTP status, or for gRPC 200 when OK (the error raised otherwise names the code)."""
-    parts = urlsplit(base_url)
-    if request.method == GRPC_METHOD:
+
+class Connection:
+    """One connection to a server, reopened after a transport error; not thread-safe (one per thread)."""
+
+    def __init__(self, base_url: str, timeout_s: float):
+        parts = urlsplit(base_url)
+        self.timeout_s = timeout_s
+        self._netloc = parts.netloc
+        self._http: http.client.HTTPConnection | None = None
+        self._grpc = None
+        self._grpc_methods: dict[str, Callable] = {}
+        if parts.scheme in ("http", "https"):
+            conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
+            self._http = conn_cls(parts.hostname, parts.port, timeout=timeout_s)
+
+    def send(self, request: PreparedRequest | tuple[str, str, bytes, dict]) -> Answer:
+        method, path, body, headers = (request if isinstance(request, tuple) else
+                                       (request.method, request.path, request.body, request.headers))
+        if method == GRPC_METHOD:
+            return self._send_grpc(path, body)
+        assert self._http is not None, "an HTTP request needs an http:// or https:// base URL"
+        try:
+            self._http.request(method, path, body=body, headers=headers)
+            response = self._http.getresponse()
+            answer = response.read()
+        except TimeoutError:
+            self._http.close()
+            return 0, b"", "timeout"
+        except (OSError, http.client.HTTPException) as exc:
+            self._http.close()  # reconnects on the next request
+            return 0, b"", f"{type(exc).__name__}: {exc}"[:200]
+        status = response.status
+        return status, answer, None if 200 <= status < 300 else f"HTTP {status}"
+
+    def _send_grpc(self, method: str, body: bytes) -> Answer:
         import grpc
 
-        with grpc.insecure_channel(parts.netloc) as channel:
-            try:
-                return 200, channel.unary_unary(request.path)(request.body, timeout=timeout_s)
-            except grpc.RpcError as exc:
-                return 500, f"gRPC {exc.code().name}: {exc.details()}".encode()
-    conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-    conn = conn_cls(parts.hostname, parts.port, timeout=timeout_s)
+        if self._grpc is None:
+            self._grpc = grpc.insecure_channel(self._netloc)
+        call = self._grpc_methods.get(method) or self._grpc_methods.setdefault(method, self._grpc.unary_unary(method))
+        try:
+            return 0, call(body, timeout=self.timeout_s), None
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+                return 0, b"", "timeout"
+            return exc.code().value[0], f"{exc.details()}".encode(), f"gRPC {exc.code().name}"
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+        if self._grpc is not None:
+            self._grpc.close()
+
+
+def send_once(base_url: str, request: PreparedRequest, timeout_s: float) -> Answer:
+    connection = Connection(base_url, timeout_s)
     try:
-        conn.request(request.method, request.path, body=request.body, headers=request.headers)
-        response = conn.getresponse()
-        return response.status, response.read()
+        return connection.send(request)
     finally:
-        conn.close()
+        connection.close()

@@ -9,7 +9,10 @@ import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+if TYPE_CHECKING:
+    from .scores import Score
 
 Size = Literal["tiny", "real"]
 
@@ -126,3 +129,8 @@ class ModelSpec(ABC):
     @abstractmethod
     def compare(self, expected: Output, actual: Output) -> Verdict:
         """Does a served output match the in-process reference output?"""
+
+    @staticmethod
+    @abstractmethod
+    def score(references: list[Output], served: list[Output | None]) -> "Score":
+        """The task's accuracy metric of served answers over a sample set (see scores.py)."""

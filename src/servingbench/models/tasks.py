@@ -6,6 +6,7 @@ from typing import ClassVar
 from .base import ModelSpec, Output, Sample, Verdict
 from .compare import compare_classification, compare_tokens
 from .samples import image_samples, speech_samples, text_samples
+from .scores import rouge_l, top1_agreement, word_error_rate
 
 
 class ImageClassificationSpec(ModelSpec):
@@ -18,6 +19,8 @@ class ImageClassificationSpec(ModelSpec):
     def compare(self, expected: Output, actual: Output) -> Verdict:
         return compare_classification(expected, actual, self.logits_tolerance)
 
+    score = staticmethod(top1_agreement)
+
 
 class SpeechRecognitionSpec(ModelSpec):
     task = "speech-recognition"
@@ -28,6 +31,8 @@ class SpeechRecognitionSpec(ModelSpec):
     def compare(self, expected: Output, actual: Output) -> Verdict:
         return compare_tokens(expected, actual)
 
+    score = staticmethod(word_error_rate)
+
 
 class SummarizationSpec(ModelSpec):
     task = "summarization"
@@ -37,3 +42,5 @@ class SummarizationSpec(ModelSpec):
 
     def compare(self, expected: Output, actual: Output) -> Verdict:
         return compare_tokens(expected, actual)
+
+    score = staticmethod(rouge_l)

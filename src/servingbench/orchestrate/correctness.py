@@ -12,13 +12,10 @@ def check_correctness(adapter: Adapter, model: ModelSpec, samples: list[Sample],
     """Every sample once through the server, decoded and compared; the first mismatch is the reason."""
     for checked, sample in enumerate(samples):
         request = adapter.request(model, sample)
-        try:
-            status, body = send_once(base_url, request, timeout_s)
-        except OSError as exc:
-            return Correctness(ok=False, reason=f"sample {sample.name}: no answer ({exc})", samples_checked=checked)
-        if not 200 <= status < 300:
+        status, body, error = send_once(base_url, request, timeout_s)
+        if error is not None:
             snippet = body[:200].decode(errors="replace")
-            return Correctness(ok=False, reason=f"sample {sample.name}: HTTP {status}: {snippet}",
+            return Correctness(ok=False, reason=f"sample {sample.name}: {error}" + (f": {snippet}" if snippet else ""),
                                samples_checked=checked)
         output = adapter.decode(model, status, body)
         if output is None:

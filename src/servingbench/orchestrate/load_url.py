@@ -11,10 +11,11 @@ from servingbench.config import EndpointSettings, LoadSettings
 from servingbench.display import Display
 from servingbench.errors import ServerStartError, ServingbenchError
 from servingbench.launch.process import wait_ready
-from servingbench.orchestrate.trials import ScenarioSettings, Target, run_cell, run_scenario_cell
+from servingbench.orchestrate.levels import planned_cells, run_planned_cell
+from servingbench.orchestrate.trials import Target
 from servingbench.outputs.render import render_outputs
 from servingbench.results.environment import collect_environment
-from servingbench.results.schema import CellSummary, Summary
+from servingbench.results.schema import Summary
 from servingbench.results.store import ResultsDir, now_iso
 
 
@@ -23,9 +24,8 @@ def endpoint_label(url: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", url.split("://", 1)[-1]).strip("_")
 
 
-def load_url(endpoint: EndpointSettings, load: LoadSettings, results: ResultsDir, display: Display,
-             scenario: ScenarioSettings | None = None) -> Summary:
-    """Closed-loop levels (load.users), or one MLPerf LoadGen scenario when `scenario` is given."""
+def load_url(endpoint: EndpointSettings, load: LoadSettings, results: ResultsDir, display: Display) -> Summary:
+    """Every level of `load`: closed-loop user counts and MLPerf LoadGen scenarios."""
     base_url, _ = split_url(endpoint.url)
     request = endpoint_request(endpoint, None)
     try:
@@ -34,24 +34,16 @@ def load_url(endpoint: EndpointSettings, load: LoadSettings, results: ResultsDir
         raise ServingbenchError(f"endpoint unreachable: {exc}") from None
     label = endpoint_label(endpoint.url)
     results.write_text("study.yaml", yaml.safe_dump({
-        "name": "load", "endpoint": endpoint.model_dump(mode="json"), "load": load.model_dump(mode="json"),
-        "scenario": scenario.__dict__ if scenario else "closed"},
+        "name": "load", "endpoint": endpoint.model_dump(mode="json"), "load": load.model_dump(mode="json")},
         sort_keys=False))
     results.write_json("environment.json", collect_environment(threads=0))
     summary = Summary(servingbench_version=servingbench.__version__, study="load", started_at=now_iso(),
                       updated_at=now_iso())
     target = Target("endpoint", label, base_url, [request])
     try:
-        if scenario is not None:
-            cell = CellSummary(framework="endpoint", model=label, scenario=scenario.scenario, users=0,
-                               target_qps=scenario.target_qps if scenario.scenario == "server" else None,
-                               status="running")
+        for cell in planned_cells("endpoint", label, load):
             summary.put_cell(cell)
-            run_scenario_cell(results, summary, cell, target, load, scenario, display)
-        for users in load.users if scenario is None else []:
-            cell = CellSummary(framework="endpoint", model=label, users=users, status="running")
-            summary.put_cell(cell)
-            run_cell(results, summary, cell, target, load, display)
+            run_planned_cell(results, summary, cell, target, load, display)
     finally:
         summary.complete = all(c.status == "ok" for c in summary.cells)
         results.save_summary(summary)

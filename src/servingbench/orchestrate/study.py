@@ -22,7 +22,9 @@ from servingbench.models.inprocess import measure_latency_ms, reference_outputs
 from servingbench.monitor.resources import ProcessTree
 from servingbench.orchestrate.deployment import package_stats
 from servingbench.orchestrate.correctness import check_correctness
-from servingbench.orchestrate.trials import Target, run_cell
+from servingbench.orchestrate.accuracy import run_accuracy, with_accuracy
+from servingbench.orchestrate.levels import planned_cells, run_planned_cell
+from servingbench.orchestrate.trials import Target
 from servingbench.outputs.render import render_outputs
 from servingbench.results.environment import collect_environment
 from servingbench.results.schema import CellSummary, Deployment, ModelInfo, Summary
@@ -84,8 +86,7 @@ class StudyRunner:
 
     def _run_framework(self, adapter: Adapter, model: ModelSpec, loaded: LoadedModel, samples: list[Sample],
                        references: dict[str, Output]) -> None:
-        cells = [CellSummary(framework=adapter.name, model=model.name, users=u, status="running")
-                 for u in self.study.load.users]
+        cells = planned_cells(adapter.name, model.name, self.study.load)
         for cell in cells:
             self.summary.put_cell(cell)
         availability = adapter.availability()
@@ -120,14 +121,19 @@ class StudyRunner:
             deployment.status = "ok"
             deployment.startup_s = time.monotonic() - launched_at
             deployment.idle_rss_mb = ProcessTree(server.pid).rss_mb() if server else None
-            correct = check_correctness(adapter, model, samples, references, launch.base_url,
-                                        self.study.load.request_timeout_s) if self.study.check_correctness else None
-            if correct is not None:
-                self.display.stage(f"{model.name} · {adapter.name}: correct = {correct.ok} ({correct.reason})")
             requests = [adapter.request(model, s) for s in samples]
             target = Target(adapter.name, model.name, launch.base_url, requests,
                             lambda: adapter.scrape_metrics(launch, ports), server.pid if server else None)
+            correct = check_correctness(adapter, model, samples, references, launch.base_url,
+                                        self.study.load.request_timeout_s) if self.study.check_correctness else None
+            # An answer in the framework's own format (ok None) cannot be scored either.
+            if self.study.accuracy and (correct is None or correct.ok is not None):
+                self.display.stage(f"{model.name} · {adapter.name}: LoadGen accuracy run")
+                accuracy = run_accuracy(self.results, target, adapter, model, samples, references, self.study.load)
+                correct = with_accuracy(correct, accuracy)
+            if correct is not None:
+                self.display.stage(f"{model.name} · {adapter.name}: correct = {correct.ok} ({correct.reason})")
             preprocess_ms = sum(r.client_preprocess_ms for r in requests) / len(requests)
             for cell in cells:
                 cell = cell.model_copy(update={"correct": correct, "client_preprocess_ms": preprocess_ms})
-                run_cell(self.results, self.summary, cell, target, self.study.load, self.display)
+                run_planned_cell(self.results, self.summary, cell, target, self.study.load, self.display)

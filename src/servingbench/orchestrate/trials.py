@@ -2,23 +2,24 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Callable
+from typing import Callable, Iterator
 
 from servingbench.adapters.base import PreparedRequest
 from servingbench.analysis.resources import summarize_resources
 from servingbench.analysis.server_metrics import trial_server_metrics
 from servingbench.analysis.stats import aggregate_cell, summarize_records
 from servingbench.analysis.warnings import trial_warnings
+from servingbench.analysis.loadgen_summary import loadgen_counts, parse_detail, parse_summary, send_delay_ms
 from servingbench.config import LoadSettings
 from servingbench.display import Display
-from servingbench.analysis.loadgen_summary import loadgen_counts, parse_summary
 from servingbench.load.closed_loop import ClosedLoopPlan, run_closed_loop
 from servingbench.load.loadgen import LoadGenPlan, run_loadgen
 from servingbench.load.records import read_records
 from servingbench.monitor.resources import ResourceSampler, write_csv
-from servingbench.results.schema import CellSummary, Summary, TrialSummary
+from servingbench.results.schema import CellSummary, Stability, Summary, TrialResources, TrialSummary
 from servingbench.results.store import ResultsDir, now_iso
 
 
@@ -42,11 +43,41 @@ def trial_id(framework: str, model: str, level: str, repetition: int) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{framework}--{model}--{level}--r{repetition}")
 
 
-def _save(results: ResultsDir, summary: Summary, cell: CellSummary) -> CellSummary:
+def save_cell(results: ResultsDir, summary: Summary, cell: CellSummary) -> CellSummary:
     """The summary on disk is rewritten after every trial, so a crash loses at most the running one."""
     summary.put_cell(cell)
     results.save_summary(summary)
     return cell
+
+
+@dataclass
+class Observed:
+    """Server counters and resource samples around one trial (filled when the trial ends)."""
+
+    watch_load: Callable[[int], None]
+    server_metrics: dict[str, float] = field(default_factory=dict)
+    samples: list = field(default_factory=list)
+    telemetry_file: str = ""
+
+    def resources(self, start_ns: int, end_ns: int) -> TrialResources | None:
+        return summarize_resources(self.samples, start_ns, end_ns, TELEMETRY_INTERVAL_S)
+
+
+@contextmanager
+def observing(results: ResultsDir, target: Target, tid: str) -> Iterator[Observed]:
+    """Scrapes the server's counters before and after, samples CPU/memory/GPU throughout; the load
+    generator joins the sampling once `watch_load` gets its pid."""
+    before = target.scrape_metrics()
+    sampler = ResourceSampler(TELEMETRY_INTERVAL_S, target.server_pid).start()
+    observed = Observed(partial(sampler.watch, "load"))
+    try:
+        yield observed
+    finally:
+        observed.samples = sampler.stop()
+    observed.server_metrics = trial_server_metrics(before, target.scrape_metrics())
+    telemetry_path = results.path / "telemetry" / f"{tid}.csv"
+    write_csv(observed.samples, telemetry_path)
+    observed.telemetry_file = str(telemetry_path.relative_to(results.path))
 
 
 def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: Target, load: LoadSettings,
@@ -56,66 +87,74 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
         tid = trial_id(target.framework, target.model, f"u{cell.users}", repetition)
         records_path = results.requests_dir / f"{tid}.parquet"
         plan = ClosedLoopPlan(tid, target.base_url, target.requests, cell.users, load.warmup_s, load.duration_s,
-                              load.request_timeout_s)
+                              load.request_timeout_s, load.until_stable, load.stability_window_s,
+                              load.stability_tolerance_pct, load.max_duration_s)
         label = f"{target.model} · {target.framework} · {cell.users} users · rep {repetition}/{load.repetitions}"
         started_at = now_iso()
-        before = target.scrape_metrics()
-        sampler = ResourceSampler(TELEMETRY_INTERVAL_S, target.server_pid).start()
-        try:
-            with display.trial(label, load.warmup_s + load.duration_s) as on_progress:
-                window = run_closed_loop(plan, records_path, results.work_dir / "load", on_progress,
-                                         on_started=partial(sampler.watch, "load"))
-        finally:
-            samples = sampler.stop()
-        after = target.scrape_metrics()
-        telemetry_path = results.path / "telemetry" / f"{tid}.csv"
-        write_csv(samples, telemetry_path)
+        with observing(results, target, tid) as observed, display.trial(label, plan.longest_s) as on_progress:
+            window = run_closed_loop(plan, records_path, results.work_dir / "load", on_progress,
+                                     on_started=observed.watch_load)
         counts = summarize_records(read_records(records_path), window.measure_start_ns, window.measure_end_ns)
+        stability = Stability(**window.stability, window_s=load.stability_window_s,
+                              tolerance_pct=load.stability_tolerance_pct) if window.stability else None
         trial = TrialSummary(**counts.model_dump(), trial_id=tid, repetition=repetition,
                              records_file=str(records_path.relative_to(results.path)), started_at=started_at,
-                             load_cpu_percent=window.load_cpu_percent,
-                             server_metrics=trial_server_metrics(before, after),
-                             resources=summarize_resources(samples, window.measure_start_ns, window.measure_end_ns,
-                                                           TELEMETRY_INTERVAL_S),
-                             telemetry_file=str(telemetry_path.relative_to(results.path)),
-                             warnings=trial_warnings(counts, window.load_cpu_percent))
+                             load_cpu_percent=window.load_cpu_percent, server_metrics=observed.server_metrics,
+                             resources=observed.resources(window.measure_start_ns, window.measure_end_ns),
+                             telemetry_file=observed.telemetry_file, stability=stability,
+                             warnings=trial_warnings(counts, window.load_cpu_percent, stability))
         cell = aggregate_cell(cell.model_copy(update={"repetitions": [*cell.repetitions, trial]}))
-        _save(results, summary, cell)
+        save_cell(results, summary, cell)
         display.trial_done(label, trial)
-    return _save(results, summary, cell.model_copy(update={"status": "ok"}))
+    return save_cell(results, summary, cell.model_copy(update={"status": "ok"}))
 
 
-@dataclass(frozen=True)
-class ScenarioSettings:
-    """A LoadGen scenario's parameters (the cell's `scenario` names it)."""
+# Open-loop sends this late (p99) mean the load generator, not the server, set the pace
+# (a thread's wake-up on a busy 2-core host alone takes a millisecond or two).
+SEND_DELAY_WARN_MS = 5.0
 
-    scenario: str
-    target_qps: float
-    latency_bound_ms: float
+
+def run_loadgen_trial(results: ResultsDir, target: Target, scenario: str, load: LoadSettings, repetition: int,
+                      target_qps: float | None = None, level: str | None = None) -> TrialSummary:
+    """One LoadGen run, summarised from LoadGen's own summary file; its logs kept under loadgen/<trial id>/."""
+    tid = trial_id(target.framework, target.model, level or scenario, repetition)
+    records_path = results.requests_dir / f"{tid}.parquet"
+    log_dir = results.path / "loadgen" / tid
+    plan = LoadGenPlan.from_settings(tid, target.base_url, target.requests, scenario, load, target_qps)
+    started_at = now_iso()
+    with observing(results, target, tid) as observed:
+        window = run_loadgen(plan, records_path, log_dir, results.work_dir / "load", observed.watch_load)
+    records = read_records(records_path)
+    counts, verdict = loadgen_counts(scenario, parse_summary(log_dir / "mlperf_log_summary.txt"),
+                                     parse_detail(log_dir / "mlperf_log_detail.txt"), records, window["start_ns"],
+                                     window["end_ns"])
+    delay = send_delay_ms(records)
+    warnings = trial_warnings(counts, window["load_cpu_percent"])
+    if not verdict["valid"]:
+        warnings.append(f"LoadGen says {verdict['result']}: see "
+                        f"{log_dir.relative_to(results.path) / 'mlperf_log_summary.txt'}")
+    # Offline hands LoadGen's whole batch over at once: waiting for a sender is the design there.
+    if delay and scenario != "offline" and delay.p99 > max(SEND_DELAY_WARN_MS, 0.1 * counts.latency_ms.p50):
+        warnings.append(f"requests left up to {delay.p99:.1f} ms late (p99 send delay): the load generator "
+                        "could not keep to LoadGen's schedule; latencies include that wait")
+    return TrialSummary(**counts.model_dump(), trial_id=tid, repetition=repetition,
+                        records_file=str(records_path.relative_to(results.path)), started_at=started_at,
+                        load_cpu_percent=window["load_cpu_percent"], server_metrics=observed.server_metrics,
+                        resources=observed.resources(window["start_ns"], window["end_ns"]),
+                        telemetry_file=observed.telemetry_file, loadgen=verdict,
+                        loadgen_log_dir=str(log_dir.relative_to(results.path)),
+                        target_qps=plan.target_qps if scenario == "server" else None, send_delay_ms=delay,
+                        warnings=warnings)
 
 
 def run_scenario_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: Target, load: LoadSettings,
-                      scenario: ScenarioSettings, display: Display) -> CellSummary:
-    """Repetitions of one MLPerf LoadGen scenario; statistics and verdict as LoadGen measured them."""
+                      display: Display) -> CellSummary:
+    """Repetitions of one MLPerf LoadGen scenario (`cell.scenario`); statistics and verdict as LoadGen measured."""
     for repetition in range(1, load.repetitions + 1):
-        tid = trial_id(target.framework, target.model, scenario.scenario, repetition)
-        records_path = results.requests_dir / f"{tid}.parquet"
-        log_dir = results.path / "loadgen" / tid
-        plan = LoadGenPlan(tid, target.base_url, target.requests, scenario.scenario, load.duration_s,
-                           load.request_timeout_s, scenario.target_qps, scenario.latency_bound_ms)
-        label = f"{target.model} · {target.framework} · {scenario.scenario} · rep {repetition}/{load.repetitions}"
+        label = f"{target.model} · {target.framework} · {cell.scenario} · rep {repetition}/{load.repetitions}"
         display.stage(f"{label}: running LoadGen")
-        started_at = now_iso()
-        window = run_loadgen(plan, records_path, log_dir, results.work_dir / "load")
-        counts, verdict = loadgen_counts(scenario.scenario, parse_summary(log_dir / "mlperf_log_summary.txt"),
-                                         read_records(records_path), window["start_ns"], window["end_ns"])
-        trial = TrialSummary(**counts.model_dump(), trial_id=tid, repetition=repetition,
-                             records_file=str(records_path.relative_to(results.path)), started_at=started_at,
-                             load_cpu_percent=0.0, loadgen=verdict,
-                             loadgen_log_dir=str(log_dir.relative_to(results.path)),
-                             warnings=[] if verdict["valid"] else [f"LoadGen says {verdict['result']}: see "
-                                                                   f"{log_dir / 'mlperf_log_summary.txt'}"])
+        trial = run_loadgen_trial(results, target, cell.scenario, load, repetition)
         cell = aggregate_cell(cell.model_copy(update={"repetitions": [*cell.repetitions, trial]}))
-        _save(results, summary, cell)
+        save_cell(results, summary, cell)
         display.trial_done(label, trial)
-    return _save(results, summary, cell.model_copy(update={"status": "ok"}))
+    return save_cell(results, summary, cell.model_copy(update={"status": "ok"}))

@@ -56,6 +56,16 @@ class TrialResources(BaseModel):
     gpu_memory_mb: Stat | None = None
 
 
+class Stability(BaseModel):
+    """Closed loop measured until stable: the last `windows_agreeing` windows agreed within the tolerance."""
+
+    windows: int = Field(description="windows measured after warm-up")
+    stable: bool
+    window_s: float
+    tolerance_pct: float
+    windows_agreeing: int = 3
+
+
 class TrialSummary(TrialCounts):
     trial_id: str
     repetition: int
@@ -67,13 +77,48 @@ class TrialSummary(TrialCounts):
     telemetry_file: str | None = Field(None, description="CSV of the resource samples, relative path")
     loadgen: dict | None = Field(None, description="LoadGen scenarios: its VALID/INVALID verdict and rates")
     loadgen_log_dir: str | None = Field(None, description="LoadGen's own mlperf_log_* files, relative path")
+    target_qps: float | None = Field(None, description="LoadGen Server scenario: the Poisson arrival rate asked for")
+    send_delay_ms: LatencyMs | None = Field(None, description="LoadGen scenarios: how late requests left after "
+                                                              "LoadGen issued them (queued for a free sender)")
+    stability: Stability | None = None
     warnings: list[str] = Field(default_factory=list)
+
+
+class Accuracy(BaseModel):
+    """A LoadGen AccuracyOnly run scored against the model run in-process (the served answers as labels' stand-in)."""
+
+    metric: str = Field(description="top1_agreement | wer | rouge_l")
+    value: float
+    threshold: float
+    higher_is_better: bool
+    ok: bool
+    samples: int
+    log_dir: str = Field("", description="LoadGen's logs, mlperf_log_accuracy.json included, relative path")
 
 
 class Correctness(BaseModel):
     ok: bool | None = Field(description="None: not checked (reason says why)")
     reason: str = ""
     samples_checked: int = 0
+    accuracy: Accuracy | None = None
+
+
+class CapacityProbe(BaseModel):
+    target_qps: float
+    valid: bool
+    latency_ms: float | None = Field(description="the bounded percentile's latency, as LoadGen measured it")
+    throughput_rps: float
+    trial_id: str
+
+
+class Capacity(BaseModel):
+    """The highest Server-scenario rate LoadGen found VALID with the percentile under the bound."""
+
+    latency_bound_ms: float
+    percentile: float
+    max_qps: float | None = Field(description="None: no rate tried was VALID")
+    upper_qps: float | None = Field(description="the lowest rate found INVALID (None: none was)")
+    probes: list[CapacityProbe] = Field(default_factory=list)
 
 
 CellStatus = Literal["ok", "unsupported", "failed", "running"]
@@ -99,6 +144,18 @@ class CellSummary(BaseModel):
     log_tail: str = ""
     client_preprocess_ms: float = Field(0.0, description="mean client-side preprocessing per sample, "
                                                           "not inside latency_ms (done before timing)")
+    capacity: Capacity | None = Field(None, description="scenario 'capacity': the search and its answer")
+
+    @property
+    def level(self) -> str:
+        """The load level in words: "10 users", "server 50 qps", "capacity p99 <= 100 ms", "offline"."""
+        if self.scenario == "closed":
+            return f"{self.users} users"
+        if self.scenario == "server" and self.target_qps:
+            return f"server {self.target_qps:g} qps"
+        if self.capacity:
+            return f"capacity p{self.capacity.percentile:g} <= {self.capacity.latency_bound_ms:g} ms"
+        return self.scenario
 
 
 class Deployment(BaseModel):

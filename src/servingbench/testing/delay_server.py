@@ -3,12 +3,16 @@
 A known service time is what makes the load engine's accuracy testable: at U closed-loop users and
 a delay D, the true mean latency is D and the true throughput U/D. Run it with
 `python -m servingbench.testing.delay_server --port P --delay-ms 20`. `/status/503` answers 503,
-so failure counting can be checked too.
+so failure counting can be checked too. `--concurrency C` serves at most C requests at a time (the
+rest wait in arrival order), so the server has a known capacity of C/D requests per second: each
+request is booked on the slot that frees first, from an exact schedule, so the event loop's
+wake-up jitter delays answers slightly but never stretches the service time.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import heapq
 
 RESPONSE_BODY = b"ok"
 
@@ -22,7 +26,22 @@ OK = _response(200, b"OK")
 UNAVAILABLE = _response(503, b"Service Unavailable")
 
 
-async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float) -> None:
+class Slots:
+    """C servers with a fixed service time, first come first served: when each is next free."""
+
+    def __init__(self, count: int, service_s: float):
+        self.free_at = [0.0] * count
+        self.service_s = service_s
+
+    def book(self, now: float) -> float:
+        """The time the request that arrived at `now` finishes."""
+        start = max(now, heapq.heappop(self.free_at))
+        heapq.heappush(self.free_at, start + self.service_s)
+        return start + self.service_s
+
+
+async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float,
+                 slots: Slots | None) -> None:
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -34,7 +53,10 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
                     length = int(value)
             if length:
                 await reader.readexactly(length)
-            if delay_s:
+            if slots is not None:
+                loop = asyncio.get_running_loop()
+                await asyncio.sleep(slots.book(loop.time()) - loop.time())
+            elif delay_s:
                 await asyncio.sleep(delay_s)
             writer.write(UNAVAILABLE if b" /status/503 " in request_line else OK)
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
@@ -43,8 +65,10 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
         writer.close()
 
 
-async def serve(port: int, delay_s: float) -> None:
-    server = await asyncio.start_server(lambda r, w: handle(r, w, delay_s), "127.0.0.1", port, backlog=1024)
+async def serve(port: int, delay_s: float, concurrency: int | None) -> None:
+    slots = Slots(concurrency, delay_s) if concurrency else None
+    server = await asyncio.start_server(lambda r, w: handle(r, w, delay_s, slots), "127.0.0.1", port,
+                                        backlog=1024)
     async with server:
         await server.serve_forever()
 
@@ -53,8 +77,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=float, default=0.0)
+    parser.add_argument("--concurrency", type=int, help="requests served at a time (default: no limit)")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.delay_ms / 1000))
+    asyncio.run(serve(args.port, args.delay_ms / 1000, args.concurrency))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,29 @@
+"""The load levels of one framework x model: a cell per closed-loop user count and per LoadGen scenario."""
+from __future__ import annotations
+
+from servingbench.config import CAPACITY, CLOSED_LOOP, LoadSettings
+from servingbench.display import Display
+from servingbench.orchestrate.capacity import run_capacity_cell
+from servingbench.orchestrate.trials import Target, run_cell, run_scenario_cell
+from servingbench.results.schema import CellSummary, Summary
+from servingbench.results.store import ResultsDir
+
+
+def planned_cells(framework: str, model: str, load: LoadSettings) -> list[CellSummary]:
+    cells = []
+    for scenario in load.scenarios:
+        if scenario == CLOSED_LOOP:
+            cells += [CellSummary(framework=framework, model=model, users=u, status="running") for u in load.users]
+        else:
+            cells.append(CellSummary(framework=framework, model=model, scenario=scenario, users=0, status="running",
+                                     target_qps=load.target_qps if scenario == "server" else None))
+    return cells
+
+
+def run_planned_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: Target, load: LoadSettings,
+                     display: Display) -> CellSummary:
+    if cell.scenario == CLOSED_LOOP:
+        return run_cell(results, summary, cell, target, load, display)
+    if cell.scenario == CAPACITY:
+        return run_capacity_cell(results, summary, cell, target, load, display)
+    return run_scenario_cell(results, summary, cell, target, load, display)
