@@ -11,3 +11,7 @@ class ServerStartError(ServingbenchError):
     def __init__(self, message: str, log_tail: str = ""):
         super().__init__(message)
         self.log_tail = log_tail
+
+
+class UnsupportedModel(ServingbenchError):
+    """This framework can't serve this model (e.g. an export that can't exist); the cell is 'unsupported'."""

@@ -15,6 +15,7 @@ ADAPTERS: dict[str, str] = {
     "endpoint": "servingbench.adapters.endpoint:EndpointAdapter",
     "torchserve": "servingbench.adapters.torchserve:TorchServeAdapter",
     "triton": "servingbench.adapters.triton:TritonAdapter",
+    "tfserving": "servingbench.adapters.tfserving:TFServingAdapter",
 }
 
 

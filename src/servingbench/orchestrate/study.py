@@ -13,7 +13,7 @@ from servingbench.adapters.base import Adapter, Ports
 from servingbench.analysis.stats import latency_summary
 from servingbench.config import Study, dump_study
 from servingbench.display import Display
-from servingbench.errors import ServingbenchError
+from servingbench.errors import ServingbenchError, UnsupportedModel
 from servingbench.launch.ports import free_ports
 from servingbench.launch.server import running_server
 from servingbench.models import get_model
@@ -98,6 +98,8 @@ class StudyRunner:
         self.display.stage(f"{model.name} · {adapter.name}: packaging and starting the server")
         try:
             self._deploy_and_load(adapter, model, loaded, samples, references, cells)
+        except UnsupportedModel as exc:  # found while packaging, e.g. an export that can't exist
+            self._mark_running("unsupported", str(exc))
         except ServingbenchError as exc:
             for deployment in self.summary.deployments:
                 if (deployment.framework, deployment.model, deployment.status) == (adapter.name, model.name, "failed"):

@@ -1,0 +1,204 @@
+"""TensorFlow Serving: a SavedModel per model (converted from the shared torch network, see
+exports/savedmodel.py), `tensorflow_model_server` with a model config file, REST or gRPC.
+
+As in the study, the client preprocesses and TF Serving runs only the network: requests are TF
+Serving's REST JSON (`{"signature_name": ..., "instances": [...]}`) or a gRPC
+`PredictionService/Predict` message. The server is `tensorflow_model_server` on PATH (or
+`server.options.tfserving.binary`), or the `tensorflow/serving` image run by docker, podman or
+apptainer (`container_image`). Neither exists on the build machine (no pip or apt package, no
+container engine), so there the adapter reports itself unavailable; the tests drive it against a
+test-only stand-in that loads the SavedModel with TensorFlow and speaks TF Serving's APIs.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from servingbench.adapters.base import Adapter, Artifact, Availability, LaunchSpec, Ports, PreparedRequest
+from servingbench.adapters.http_metrics import get_text, prometheus_counters
+from servingbench.errors import ServingbenchError
+from servingbench.exports.savedmodel import INPUT, OUTPUT, SIGNATURE, export_savedmodel, tensorflow_missing
+from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
+
+BINARY = "tensorflow_model_server"
+DEFAULTS = {"binary": None, "container_image": None, "container_runtime": None, "protocol": "http",
+            "batching": False, "max_batch_size": 8, "batch_timeout_micros": 1000, "num_batch_threads": 1,
+            "max_enqueued_batches": 100}
+PROTOCOLS = ("http", "grpc")
+CONTAINER_RUNTIMES = ("docker", "podman", "apptainer")
+CONTAINER_MODELS = "/models"
+PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+METRICS_PATH = "/monitoring/prometheus/metrics"
+# TF Serving's Prometheus names, in servingbench's (see Adapter.scrape_metrics); latencies in microseconds.
+METRICS = {":tensorflow:serving:request_count": "requests_total",
+           ":tensorflow:serving:request_latency_sum": "server_us_total",
+           ":tensorflow:serving:runtime_latency_sum": "inference_us_total"}
+INSTALL_HINT = ("install TF Serving (Google's apt repository "
+                "https://storage.googleapis.com/tensorflow-serving-apt, package tensorflow-model-server) and put "
+                f"{BINARY} on PATH, or set server.options.tfserving.binary, or container_image: tensorflow/serving "
+                "on a host with docker, podman or apptainer")
+
+
+class TFServingAdapter(Adapter):
+    name = "tfserving"
+    description = "TensorFlow Serving (SavedModel converted from the torch model; REST JSON or gRPC Predict)"
+
+    option_defaults = DEFAULTS
+
+    def __init__(self, study):
+        super().__init__(study)
+        if self.settings["protocol"] not in PROTOCOLS:
+            raise ServingbenchError(f"server.options.tfserving.protocol must be one of {', '.join(PROTOCOLS)}")
+        self._processing: dict[str, LoadedModel] = {}
+
+    def _binary(self) -> str | None:
+        return self.settings["binary"] or shutil.which(BINARY)
+
+    def _container_runtime(self) -> str | None:
+        wanted = self.settings["container_runtime"]
+        return next((r for r in ([wanted] if wanted else CONTAINER_RUNTIMES) if shutil.which(r)), None)
+
+    def availability(self) -> Availability:
+        missing = tensorflow_missing()
+        if missing:
+            return Availability(False, f"the SavedModel export needs TensorFlow: {missing}")
+        if self.settings["container_image"]:
+            runtime = self._container_runtime()
+            if runtime is None:
+                return Availability(False, f"container_image is set but no container runtime "
+                                           f"({', '.join(CONTAINER_RUNTIMES)}) is installed")
+            return Availability(True, details={"container": f"{runtime} {self.settings['container_image']}"})
+        binary = self._binary()
+        if binary is None:
+            return Availability(False, f"{BINARY} not found on PATH (it has no pip package): {INSTALL_HINT}")
+        if not Path(binary).exists():
+            return Availability(False, f"{BINARY} not found at {binary}")
+        return Availability(True, details={"server": binary})
+
+    # -- packaging ----------------------------------------------------------------------------------------------
+
+    def package(self, model: ModelSpec, loaded: LoadedModel, workdir: Path) -> Artifact:
+        """models/<name>/1/saved_model.pb: TF Serving's base path layout (a version folder per model)."""
+        base = workdir / "models"
+        shutil.rmtree(base, ignore_errors=True)
+        export_savedmodel(model, loaded, base / model.name / "1", variable_axes(model, loaded))
+        self._processing[model.name] = loaded
+        return Artifact(self.name, model.name, base, tuple(sorted(base.rglob("*"))))
+
+    def server_files(self, artifact: Artifact, run_dir: Path) -> dict[str, Path]:
+        """The model config, monitoring and (if batching) batching parameter files, paths as the server sees them."""
+        models_root = CONTAINER_MODELS if self.settings["container_image"] else str(artifact.path)
+        config = run_dir / "tfserving"
+        config.mkdir(parents=True, exist_ok=True)
+        files = {"model_config": config / "models.config", "monitoring": config / "monitoring.config"}
+        files["model_config"].write_text(
+            "model_config_list {\n  config {\n"
+            f'    name: "{artifact.model}"\n    base_path: "{models_root}/{artifact.model}"\n'
+            '    model_platform: "tensorflow"\n  }\n}\n')
+        files["monitoring"].write_text(f'prometheus_config {{\n  enable: true\n  path: "{METRICS_PATH}"\n}}\n')
+        if self.settings["batching"]:
+            files["batching"] = config / "batching.config"
+            files["batching"].write_text("".join(
+                f"{key} {{ value: {self.settings[key]} }}\n"
+                for key in ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches")))
+        return files
+
+    # -- launching ----------------------------------------------------------------------------------------------
+
+    def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
+        files = self.server_files(artifact, run_dir)
+        threads = self.study.server.threads
+        flags = [f"--port={ports.grpc}", f"--rest_api_port={ports.http}",
+                 f"--model_config_file={files['model_config']}", f"--monitoring_config_file={files['monitoring']}",
+                 f"--tensorflow_intra_op_parallelism={threads}", f"--tensorflow_inter_op_parallelism={threads}",
+                 f"--rest_api_num_threads={max(4, self.study.server.workers * 4)}"]
+        if "batching" in files:
+            flags += ["--enable_batching", f"--batching_parameters_file={files['batching']}"]
+        image = self.settings["container_image"]
+        argv = [*self._container_argv(image, artifact.path, files), *flags] if image else [self._binary(), *flags]
+        http = f"http://127.0.0.1:{ports.http}"
+        return LaunchSpec(base_url=http if self.settings["protocol"] == "http" else f"grpc://127.0.0.1:{ports.grpc}",
+                          ready_url=f"{http}/v1/models/{artifact.model}", argv=tuple(argv), cwd=run_dir,
+                          ready_body='"AVAILABLE"',
+                          fatal_log_patterns=("Failed to start server", f"{{name: {artifact.model} version: 1}} failed"))
+
+    def _container_argv(self, image: str, models: Path, files: dict[str, Path]) -> list[str]:
+        """The image's server with our flags on the host network; models and config files mounted read-only."""
+        runtime = self._container_runtime()
+        mounts = [(models, CONTAINER_MODELS), *((f.parent, str(f.parent)) for f in files.values())]
+        unique = list(dict.fromkeys((str(a), b) for a, b in mounts))
+        if runtime == "apptainer":
+            binds = [arg for host, inside in unique for arg in ("--bind", f"{host}:{inside}:ro")]
+            return [runtime, "exec", *binds, f"docker://{image}", BINARY]
+        volumes = [arg for host, inside in unique for arg in ("-v", f"{host}:{inside}:ro")]
+        return [runtime, "run", "--rm", "--init", "--network=host", *volumes, "--entrypoint", BINARY, image]
+
+    # -- requests -----------------------------------------------------------------------------------------------
+
+    def request(self, model: ModelSpec, sample: Sample) -> PreparedRequest:
+        loaded = self._processing[model.name]
+        start = time.perf_counter()
+        tensor = loaded.preprocess(sample.data).numpy()
+        preprocess_ms = (time.perf_counter() - start) * 1000
+        if self.settings["protocol"] == "grpc":
+            return PreparedRequest("GRPC", PREDICT_METHOD, encode_grpc_request(model.name, tensor), {}, sample.name,
+                                   preprocess_ms)
+        return PreparedRequest("POST", f"/v1/models/{model.name}:predict", encode_rest_request(tensor),
+                               {"Content-Type": "application/json"}, sample.name, preprocess_ms)
+
+    def decode(self, model: ModelSpec, status: int, body: bytes) -> Output | None:
+        array = decode_grpc_response(body) if self.settings["protocol"] == "grpc" else decode_rest_response(body)
+        return self._processing[model.name].postprocess(torch.from_numpy(array))
+
+    def scrape_metrics(self, launch: LaunchSpec, ports: Ports) -> dict[str, float]:
+        return prometheus_counters(get_text(f"http://127.0.0.1:{ports.http}{METRICS_PATH}"), METRICS, {})
+
+
+def variable_axes(model: ModelSpec, loaded: LoadedModel) -> tuple[int, ...]:
+    """Axes (besides the batch) whose size differs between the model's samples, e.g. audio length."""
+    shapes = [tuple(loaded.preprocess(s.data).shape) for s in model.samples()]
+    return tuple(axis for axis in range(1, len(shapes[0])) if len({shape[axis] for shape in shapes}) > 1)
+
+
+# -- TF Serving's wire formats (also spoken by the test-only stand-in) ----------------------------------------------
+
+def encode_rest_request(tensor: np.ndarray) -> bytes:
+    """The row ("instances") format, one instance per batch item, as the study sent it."""
+    return json.dumps({"signature_name": SIGNATURE, "instances": tensor.tolist()}).encode()
+
+
+def decode_rest_response(body: bytes) -> np.ndarray:
+    document = json.loads(body)
+    if "error" in document:
+        raise ValueError(document["error"])
+    return np.asarray(document["predictions"], dtype=np.float32)
+
+
+def encode_grpc_request(model_name: str, tensor: np.ndarray) -> bytes:
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = SIGNATURE
+    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=tensor.astype("<f4").tobytes(),
+                                   tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                                       dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in tensor.shape]))
+    request.inputs[INPUT].CopyFrom(proto)
+    request.output_filter.append(OUTPUT)
+    return request.SerializeToString()
+
+
+def decode_grpc_response(body: bytes) -> np.ndarray:
+    from tensorflow_serving.apis import predict_pb2
+
+    output = predict_pb2.PredictResponse.FromString(body).outputs[OUTPUT]
+    shape = [d.size for d in output.tensor_shape.dim]
+    values = (np.frombuffer(output.tensor_content, dtype="<f4") if output.tensor_content
+              else np.asarray(output.float_val, dtype=np.float32))
+    return values.reshape(shape)
