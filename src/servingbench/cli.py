@@ -31,6 +31,11 @@ def _int_list(ctx, param, value: str | None) -> list[int] | None:
     return numbers
 
 
+def _stdout_console() -> Console:
+    """Off a terminal, wide enough that piped or logged table rows stay whole."""
+    return Console() if sys.stdout.isatty() else Console(width=200)
+
+
 def _name_list(ctx, param, value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
@@ -140,8 +145,7 @@ def compare(dir_a: Path, dir_b: Path) -> None:
     from servingbench.results.store import load_summary
 
     result = compare_summaries(load_summary(dir_a), load_summary(dir_b))
-    # wide enough off a terminal that piped or logged rows stay whole
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = _stdout_console()
     table = Table(title=f"{dir_a} → {dir_b}", title_justify="left",
                   caption="! the 95% CIs do not overlap: a change beyond run-to-run noise", caption_justify="left")
     for column in ("framework", "model", "scenario", "users", "metric"):
@@ -167,10 +171,10 @@ def list_command() -> None:
     from servingbench.config import Study
     from servingbench.models import MODELS
 
-    console = Console()
+    console = _stdout_console()
     frameworks = Table(title="frameworks", title_justify="left")
     for column in ("name", "available here", "what"):
-        frameworks.add_column(column)
+        frameworks.add_column(column, overflow="fold")  # reasons and fixes stay whole, never "…"
     for name in adapter_names():
         adapter = get_adapter(name, Study())
         available = adapter.availability()

@@ -22,7 +22,9 @@ import torch
 from servingbench.adapters.base import Adapter, Artifact, Availability, LaunchSpec, Ports, PreparedRequest
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
 from servingbench.errors import ServingbenchError
-from servingbench.exports.savedmodel import INPUT, OUTPUT, SIGNATURE, export_savedmodel, tensorflow_missing
+from servingbench.launch.containers import find_runtime, runtime_problem
+from servingbench.exports.savedmodel import (INPUT, OUTPUT, SIGNATURE, export_savedmodel, tensorflow_missing,
+                                             variable_axes)
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
 BINARY = "tensorflow_model_server"
@@ -30,7 +32,6 @@ DEFAULTS = {"binary": None, "container_image": None, "container_runtime": None, 
             "batching": False, "max_batch_size": 8, "batch_timeout_micros": 1000, "num_batch_threads": 1,
             "max_enqueued_batches": 100}
 PROTOCOLS = ("http", "grpc")
-CONTAINER_RUNTIMES = ("docker", "podman", "apptainer")
 CONTAINER_MODELS = "/models"
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 METRICS_PATH = "/monitoring/prometheus/metrics"
@@ -60,19 +61,18 @@ class TFServingAdapter(Adapter):
         return self.settings["binary"] or shutil.which(BINARY)
 
     def _container_runtime(self) -> str | None:
-        wanted = self.settings["container_runtime"]
-        return next((r for r in ([wanted] if wanted else CONTAINER_RUNTIMES) if shutil.which(r)), None)
+        return find_runtime(self.settings["container_runtime"])
 
     def availability(self) -> Availability:
         missing = tensorflow_missing()
         if missing:
             return Availability(False, f"the SavedModel export needs TensorFlow: {missing}")
         if self.settings["container_image"]:
-            runtime = self._container_runtime()
-            if runtime is None:
-                return Availability(False, f"container_image is set but no container runtime "
-                                           f"({', '.join(CONTAINER_RUNTIMES)}) is installed")
-            return Availability(True, details={"container": f"{runtime} {self.settings['container_image']}"})
+            problem = runtime_problem(self.settings["container_runtime"])
+            if problem:
+                return Availability(False, f"container_image is set but {problem}")
+            return Availability(True, details={"container": f"{self._container_runtime()} "
+                                                            f"{self.settings['container_image']}"})
         binary = self._binary()
         if binary is None:
             return Availability(False, f"{BINARY} not found on PATH (it has no pip package): {INSTALL_HINT}")
@@ -157,12 +157,6 @@ class TFServingAdapter(Adapter):
 
     def scrape_metrics(self, launch: LaunchSpec, ports: Ports) -> dict[str, float]:
         return prometheus_counters(get_text(f"http://127.0.0.1:{ports.http}{METRICS_PATH}"), METRICS, {})
-
-
-def variable_axes(model: ModelSpec, loaded: LoadedModel) -> tuple[int, ...]:
-    """Axes (besides the batch) whose size differs between the model's samples, e.g. audio length."""
-    shapes = [tuple(loaded.preprocess(s.data).shape) for s in model.samples()]
-    return tuple(axis for axis in range(1, len(shapes[0])) if len({shape[axis] for shape in shapes}) > 1)
 
 
 # -- TF Serving's wire formats (also spoken by the test-only stand-in) ----------------------------------------------

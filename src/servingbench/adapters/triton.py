@@ -4,7 +4,8 @@ As in the study, Triton's client preprocesses (decode, resize, normalise, featur
 tokenisation): `request()` does it before timing and measures it; the server runs only the network.
 Backends: `python` (a generated model.py running TorchScript, or BART's generate(), which the
 study's TorchScript route could not serve), and for hosts whose Triton has them `pytorch`
-(TorchScript `model.pt`, the study's "Triton (PyTorch)") and `onnxruntime` (`model.onnx`).
+(TorchScript `model.pt`, the study's "Triton (PyTorch)"), `onnxruntime` (`model.onnx`) and
+`tensorflow` (`model.savedmodel`, the SavedModel TF Serving gets: the study's "Triton (TensorFlow)").
 The server is the `tritonserver` binary bundled in the `nvidia-pytriton` wheel (python backend
 only), one you give with `server.options.triton.server`, or the official container image
 (`container_image`) run by docker, podman or apptainer where one is installed.
@@ -15,7 +16,6 @@ import importlib.util
 import json
 import os
 import shutil
-import subprocess
 import sys
 import sysconfig
 import time
@@ -28,13 +28,16 @@ from servingbench.adapters import kserve_v2
 from servingbench.adapters.base import Adapter, Artifact, Availability, LaunchSpec, Ports, PreparedRequest
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
 from servingbench.errors import ServingbenchError
+from servingbench.launch.containers import find_runtime, runtime_problem
 from servingbench.exports.onnx import export_onnx
+from servingbench.exports.savedmodel import INPUT as SAVEDMODEL_INPUT
+from servingbench.exports.savedmodel import OUTPUT as SAVEDMODEL_OUTPUT
+from servingbench.exports.savedmodel import export_savedmodel, variable_axes
 from servingbench.exports.torchscript import can_trace, export_torchscript
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
 DEFAULTS = {"backend": "python", "max_batch_size": 0, "max_queue_delay_us": 0, "protocol": "http",
             "binary": True, "server": None, "container_image": None, "container_runtime": None}
-CONTAINER_RUNTIMES = ("docker", "podman", "apptainer")
 # The official image's backends (nvcr.io/nvidia/tritonserver:<yy.mm>-py3). Its python backend has no
 # torch or servingbench, so with a container use the pytorch or onnxruntime backend.
 CONTAINER_BACKENDS = ["onnxruntime", "python", "pytorch", "tensorflow"]
@@ -65,7 +68,8 @@ def _bundled_root() -> Path | None:
 
 class TritonAdapter(Adapter):
     name = "triton"
-    description = "NVIDIA Triton Inference Server (KServe v2 over HTTP or gRPC; python/pytorch/onnxruntime backends)"
+    description = ("NVIDIA Triton Inference Server (KServe v2 over HTTP or gRPC; python/pytorch/onnxruntime/"
+                   "tensorflow backends)")
 
     option_defaults = DEFAULTS
 
@@ -84,8 +88,7 @@ class TritonAdapter(Adapter):
         return bundled / "bin" / "tritonserver" if bundled else None
 
     def _container_runtime(self) -> str | None:
-        wanted = self.settings["container_runtime"]
-        return next((r for r in ([wanted] if wanted else CONTAINER_RUNTIMES) if shutil.which(r)), None)
+        return find_runtime(self.settings["container_runtime"])
 
     def backends(self) -> list[str]:
         """Backends this host's Triton has: the bundled server ships only python."""
@@ -98,13 +101,10 @@ class TritonAdapter(Adapter):
 
     def availability(self) -> Availability:
         if self.settings["container_image"]:
-            runtime = self._container_runtime()
-            if runtime is None:
-                return Availability(False, f"container_image is set but no container runtime "
-                                           f"({', '.join(CONTAINER_RUNTIMES)}) is installed")
-            if runtime == "docker" and subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode:
-                return Availability(False, "docker is installed but its engine is not running (or not reachable)")
-            return Availability(True, details={"container": f"{runtime} {self.settings['container_image']}",
+            problem = runtime_problem(self.settings["container_runtime"])
+            if problem:
+                return Availability(False, f"container_image is set but {problem}")
+            return Availability(True, details={"container": f"{self._container_runtime()} {self.settings['container_image']}",
                                                "backends": ",".join(self.backends())})
         server = self._server()
         if server is None:
@@ -148,11 +148,17 @@ class TritonAdapter(Adapter):
             export_torchscript(model, loaded, version / "model.pt")
         elif backend == "onnxruntime":
             export_onnx(model, loaded, version / "model.onnx", INPUT, OUTPUT)
+        elif backend == "tensorflow":  # the SavedModel TF Serving gets, under the study's "Triton (TensorFlow)"
+            export_savedmodel(model, loaded, version / "model.savedmodel", variable_axes(model, loaded))
         else:
             raise ServingbenchError(f"server.options.triton.backend: unknown backend '{backend}'")
         (repo / model.name / "config.pbtxt").write_text(self.model_config(model.name, example, example_output))
         self._processing[model.name] = loaded
         return Artifact(self.name, model.name, repo, tuple(sorted(repo.rglob("*"))))
+
+    def _tensor_names(self) -> tuple[str, str]:
+        """A SavedModel's tensors are its signature's; every other backend uses INPUT__0 / OUTPUT__0."""
+        return (SAVEDMODEL_INPUT, SAVEDMODEL_OUTPUT) if self.settings["backend"] == "tensorflow" else (INPUT, OUTPUT)
 
     def model_config(self, name: str, example: torch.Tensor, example_output: torch.Tensor) -> str:
         """config.pbtxt; every dimension variable (-1) but the batch one when Triton batches."""
@@ -165,11 +171,13 @@ class TritonAdapter(Adapter):
             return f'{{ name: "{tensor_name}" data_type: {TRITON_TYPES[value.dtype]} dims: {dims} }}'
 
         backend = self.settings["backend"]
+        platform = {"pytorch": 'platform: "pytorch_libtorch"', "tensorflow": 'platform: "tensorflow_savedmodel"'}
+        input_name, output_name = self._tensor_names()
         lines = [f'name: "{name}"',
-                 f'backend: "{backend}"' if backend != "pytorch" else 'platform: "pytorch_libtorch"',
+                 platform.get(backend, f'backend: "{backend}"'),
                  f"max_batch_size: {batch}",
-                 f"input [ {tensor(INPUT, example)} ]",
-                 f"output [ {tensor(OUTPUT, example_output)} ]",
+                 f"input [ {tensor(input_name, example)} ]",
+                 f"output [ {tensor(output_name, example_output)} ]",
                  f"instance_group [ {{ kind: KIND_CPU count: {self.study.server.workers} }} ]"]
         if batch:
             lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {self.settings['max_queue_delay_us']} }}")
@@ -235,13 +243,14 @@ class TritonAdapter(Adapter):
         start = time.perf_counter()
         tensor = loaded.preprocess(sample.data).numpy()
         preprocess_ms = (time.perf_counter() - start) * 1000
+        input_name, output_name = self._tensor_names()
         if self.settings["protocol"] == "grpc":
             from servingbench.adapters import kserve_v2_grpc
 
             return PreparedRequest("GRPC", kserve_v2_grpc.INFER_METHOD,
-                                   kserve_v2_grpc.encode_request(model.name, {INPUT: tensor}, [OUTPUT]), {},
+                                   kserve_v2_grpc.encode_request(model.name, {input_name: tensor}, [output_name]), {},
                                    sample.name, preprocess_ms)
-        body, headers = kserve_v2.encode_request({INPUT: tensor}, [OUTPUT], self.settings["binary"])
+        body, headers = kserve_v2.encode_request({input_name: tensor}, [output_name], self.settings["binary"])
         return PreparedRequest("POST", f"/v2/models/{model.name}/infer", body, headers, sample.name, preprocess_ms)
 
     def decode(self, model: ModelSpec, status: int, body: bytes) -> Output | None:
@@ -251,7 +260,7 @@ class TritonAdapter(Adapter):
             outputs = kserve_v2_grpc.decode_response(body)
         else:
             outputs = kserve_v2.decode_response(body)
-        return self._processing[model.name].postprocess(torch.from_numpy(np.array(outputs[OUTPUT])))
+        return self._processing[model.name].postprocess(torch.from_numpy(np.array(outputs[self._tensor_names()[1]])))
 
     def scrape_metrics(self, launch: LaunchSpec, ports: Ports) -> dict[str, float]:
         return prometheus_counters(get_text(f"http://127.0.0.1:{ports.metrics}/metrics"), METRICS, {})

@@ -52,6 +52,12 @@ def tensorflow_missing() -> str | None:
     return None
 
 
+def variable_axes(model: ModelSpec, loaded: LoadedModel) -> tuple[int, ...]:
+    """Axes (besides the batch) whose size differs between the model's samples, e.g. audio length."""
+    shapes = [tuple(loaded.preprocess(s.data).shape) for s in model.samples()]
+    return tuple(axis for axis in range(1, len(shapes[0])) if len({shape[axis] for shape in shapes}) > 1)
+
+
 def _onnx_for_onnx2tf(module: torch.nn.Module, example: torch.Tensor, path: Path, variable_axes: tuple[int, ...]) -> None:
     import onnx
     import onnxsim
