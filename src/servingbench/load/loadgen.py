@@ -36,6 +36,13 @@ class LoadGenPlan:
     min_query_count: int = DEFAULT_MIN_QUERIES
     accuracy: bool = False             # LoadGen's AccuracyOnly mode: every sample once, answers logged
 
+    @property
+    def shortest_s(self) -> float:
+        """The least time the run takes: its min duration, or in Server runs its min queries at the target rate."""
+        if self.scenario == "server":
+            return max(self.duration_s, self.min_query_count / self.target_qps)
+        return self.duration_s
+
     @classmethod
     def from_settings(cls, trial_id: str, base_url: str, requests: list[PreparedRequest], scenario: str,
                       load: LoadSettings, target_qps: float | None = None, accuracy: bool = False) -> "LoadGenPlan":
@@ -54,12 +61,10 @@ def run_loadgen(plan: LoadGenPlan, records_path: Path, log_dir: Path, work_dir: 
         raise ServingbenchError(f"unknown LoadGen scenario '{plan.scenario}'; known: {', '.join(LOADGEN_SCENARIOS)}")
     worker_plan = {key: value for key, value in plan.__dict__.items() if key != "requests"}
     # LoadGen may run past min_duration to reach min_query_count (slow servers): generous slack.
-    expected_s = max(plan.duration_s, plan.min_query_count / plan.target_qps) if plan.scenario == "server" \
-        else plan.duration_s
     return run_worker("servingbench.load.loadgen_worker", plan.trial_id, {
         **worker_plan, "senders": SENDERS, "records_path": str(records_path), "log_dir": str(log_dir),
         "requests": encode_requests(plan.requests),
-    }, work_dir, expected_s * 3 + plan.request_timeout_s + 120, on_started=on_started)
+    }, work_dir, plan.shortest_s * 3 + plan.request_timeout_s + 120, on_started=on_started)
 
 
 def read_accuracy_log(log_dir: Path) -> dict[int, bytes]:

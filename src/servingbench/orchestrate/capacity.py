@@ -62,13 +62,12 @@ def run_capacity_cell(results: ResultsDir, summary: Summary, cell: CellSummary, 
         display.trial_done(label, trial)
 
     display.stage(f"{label}: an Offline run for the ceiling (only its rate matters, not its verdict)")
-    offline = run_loadgen_trial(results, target, "offline", load, 1, level="capacity-offline")
+    offline = run_loadgen_trial(results, target, "offline", load, 1, display, level="capacity-offline")
     record(offline)
 
     def is_valid(rate: float) -> bool:
-        display.stage(f"{label}: Server scenario at {rate:.1f} queries/s")
-        trial = run_loadgen_trial(results, target, "server", load, len(capacity.probes) + 1, target_qps=rate,
-                                  level=CAPACITY)
+        trial = run_loadgen_trial(results, target, "server", load, len(capacity.probes) + 1, display,
+                                  target_qps=rate, level=CAPACITY)
         valid = bool(trial.loadgen and trial.loadgen["valid"])
         values = parse_summary(results.path / trial.loadgen_log_dir / "mlperf_log_summary.txt")
         capacity.probes.append(CapacityProbe(target_qps=rate, valid=valid, trial_id=trial.trial_id,

@@ -115,12 +115,14 @@ SEND_DELAY_WARN_MS = 5.0
 
 
 def run_loadgen_trial(results: ResultsDir, target: Target, scenario: str, load: LoadSettings, repetition: int,
-                      target_qps: float | None = None, level: str | None = None) -> TrialSummary:
+                      display: Display, target_qps: float | None = None, level: str | None = None) -> TrialSummary:
     """One LoadGen run, summarised from LoadGen's own summary file; its logs kept under loadgen/<trial id>/."""
     tid = trial_id(target.framework, target.model, level or scenario, repetition)
     records_path = results.requests_dir / f"{tid}.parquet"
     log_dir = results.path / "loadgen" / tid
     plan = LoadGenPlan.from_settings(tid, target.base_url, target.requests, scenario, load, target_qps)
+    display.stage(f"  LoadGen {scenario}" + (f" at {plan.target_qps:g} queries/s" if scenario == "server" else "")
+                  + f": at least {plan.shortest_s:.0f} s ({plan.min_query_count} queries minimum)")
     started_at = now_iso()
     with observing(results, target, tid) as observed:
         window = run_loadgen(plan, records_path, log_dir, results.work_dir / "load", observed.watch_load)
@@ -152,8 +154,8 @@ def run_scenario_cell(results: ResultsDir, summary: Summary, cell: CellSummary, 
     """Repetitions of one MLPerf LoadGen scenario (`cell.scenario`); statistics and verdict as LoadGen measured."""
     for repetition in range(1, load.repetitions + 1):
         label = f"{target.model} · {target.framework} · {cell.scenario} · rep {repetition}/{load.repetitions}"
-        display.stage(f"{label}: running LoadGen")
-        trial = run_loadgen_trial(results, target, cell.scenario, load, repetition)
+        display.stage(label)
+        trial = run_loadgen_trial(results, target, cell.scenario, load, repetition, display)
         cell = aggregate_cell(cell.model_copy(update={"repetitions": [*cell.repetitions, trial]}))
         save_cell(results, summary, cell)
         display.trial_done(label, trial)
