@@ -120,6 +120,9 @@ def test_capacity_search_finds_the_rate_a_known_service_time_allows(tmp_path):
     assert all(p["valid"] == (p["target_qps"] <= capacity["max_qps"]) for p in probes)
     assert capacity["upper_qps"] > capacity["max_qps"]
     assert "capacity" in (out / "tables" / "capacity.md").read_text().lower()
+    label = url.split("://", 1)[1].replace(":", "_")
+    assert (out / "figures" / f"{label}_infer-capacity.png").stat().st_size > 0
+    assert "Capacity search: each probe" in (out / "report.html").read_text()
     assert processes_mentioning(str(out)) == []
 
 

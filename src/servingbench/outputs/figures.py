@@ -32,7 +32,9 @@ Palette = dict[str, str]
 class FigureKind:
     key: str
     caption: str
-    draw: Callable[[Figure, Grid, Palette, ModelInfo | None], bool]  # False: nothing to draw
+    # closed-loop kinds get (figure, grid, palette, model info); open-loop ones (figure, the model's cells,
+    # palette). False: nothing to draw.
+    draw: Callable[..., bool]
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,39 @@ KINDS = (
 SIZES = {"latency-bars": (8.0, 3.4)}
 
 
+def _capacity(fig: Figure, cells: list[CellSummary], colors: Palette) -> bool:
+    """Each capacity search's probes: latency at the bounded percentile against the rate asked for."""
+    searches = [c for c in cells if c.capacity and c.capacity.probes]
+    if not searches:
+        return False
+    ax = fig.subplots()
+    for cell in searches:
+        found, color = cell.capacity, colors[cell.framework]
+        probes = sorted((p for p in found.probes if p.latency_ms is not None), key=lambda p: p.target_qps)
+        ax.plot([p.target_qps for p in probes], [p.latency_ms for p in probes], color=color, alpha=0.5)
+        for probe in probes:
+            ax.plot(probe.target_qps, probe.latency_ms, marker="o", color=color,
+                    markerfacecolor=color if probe.valid else "white")
+        if found.max_qps:
+            ax.axvline(found.max_qps, color=color, linestyle=":", linewidth=1)
+        ax.plot([], [], color=color, marker="o", label=f"{cell.framework}: "
+                + (f"{found.max_qps:.1f}/s" if found.max_qps else "none valid"))
+    bound = searches[0].capacity
+    ax.axhline(bound.latency_bound_ms, color="black", linestyle="--", linewidth=1,
+               label=f"bound {bound.latency_bound_ms:g} ms")
+    ax.set_xlabel("Server scenario rate asked for (queries/s, Poisson)")
+    ax.set_yscale("log")
+    ax.set_ylabel(f"p{bound.percentile:g} latency (ms, log)")
+    ax.set_title(f"{searches[0].model}: capacity under the latency bound")
+    ax.legend()
+    return True
+
+
+CAPACITY = FigureKind("capacity", "Capacity search: each probe's latency at the bounded percentile against the "
+                      "rate asked for; filled = LoadGen VALID, hollow = INVALID; dotted = the highest VALID rate.",
+                      _capacity)
+
+
 def _palette(summary: Summary) -> Palette:
     cycle = matplotlib.colormaps["tab10"].colors
     frameworks = dict.fromkeys(c.framework for c in summary.cells)
@@ -218,4 +253,11 @@ def render_figures(summary: Summary, out_dir: Path) -> list[RenderedFigure]:
                 _save(fig, png, "png")
                 _save(fig, svg, "svg")
                 rendered.append(RenderedFigure(grid.model, kind, png, svg))
+        for model in dict.fromkeys(c.model for c in summary.cells if c.capacity):
+            fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+            if CAPACITY.draw(fig, [c for c in summary.cells if c.model == model], colors):
+                png, svg = (out_dir / f"{model}-{CAPACITY.key}.{ext}" for ext in ("png", "svg"))
+                _save(fig, png, "png")
+                _save(fig, svg, "svg")
+                rendered.append(RenderedFigure(model, CAPACITY, png, svg))
     return rendered

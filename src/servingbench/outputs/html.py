@@ -11,7 +11,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from servingbench.outputs import findings
-from servingbench.outputs.figures import BREAKDOWN, RenderedFigure
+from servingbench.outputs.figures import BREAKDOWN, CAPACITY, RenderedFigure
 from servingbench.results.schema import ModelInfo, Summary
 from servingbench.results.tables import (METRICS, RESOURCE_METRICS, Grid, Table, grids, table_name,
                                          unsupported_notes)
@@ -100,6 +100,7 @@ def render_html(path: Path, summary: Summary, tables: list[Table], summary_table
         environment=_flatten(json.loads(environment)) if environment else [],
         sections=_model_sections(summary, tables, figures),
         summary_tables=summary_tables,
+        open_loop_figures=[(f.kind.caption, _data_uri(f.png)) for f in figures if f.kind is CAPACITY],
         scorecards=scorecards,
         score_rows=[(title, [card.rows()[i][1] for card in scorecards]) for i, title in enumerate(CRITERIA.values())],
         evidence=gather_evidence(summary, scorecards),
