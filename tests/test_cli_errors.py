@@ -97,3 +97,10 @@ def test_unknown_framework_option_is_named_with_the_known_ones(tmp_path):
     study.write_text("frameworks: [torchserve]\nserver:\n  options:\n    torchserve: {batchsize: 4}\n")
     done = run_cli("run", str(study), "--out", str(tmp_path / "r"), timeout=60)
     assert_one_line_error(done, "server.options.torchserve: unknown batchsize", "batch_size", "job_queue_size")
+
+
+def test_unknown_scenario_and_an_impossible_stability_window_are_named(tmp_path):
+    done = run_cli("run", "smoke", "--scenarios", "closed,bursty", "--out", str(tmp_path / "r"), timeout=60)
+    assert_one_line_error(done, "load.scenarios", "unknown scenario bursty", "single_stream", "capacity")
+    done = run_cli("load", "http://127.0.0.1:9/x", "--until-stable", "--max-duration", "4", timeout=60)
+    assert_one_line_error(done, "no room for 3 stability windows")
