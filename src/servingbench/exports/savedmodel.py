@@ -101,7 +101,11 @@ def export_savedmodel(model: ModelSpec, loaded: LoadedModel, directory: Path,
             with contextlib.redirect_stdout(io.StringIO()):  # onnx2tf prints a banner and per-op notes
                 onnx2tf.convert(input_onnx_file_path=str(onnx_path), output_folder_path=str(directory),
                                 keep_ncw_or_nchw_or_ncdhw_input_names=[INPUT] if example.dim() >= 3 else None,
-                                output_signaturedefs=True, non_verbose=True)
+                                output_signaturedefs=True, non_verbose=True,
+                                # Strict mode's "accuracy correction" (checking transposes against
+                                # onnxruntime on dummy data) mis-converts real-size Wav2Vec2 attention
+                                # (12 heads x 64: errors of 0.67 on a 0.4 scale); without it, 3e-6.
+                                disable_strict_mode=True)
         except Exception as exc:  # the converter's own failure is the reason the cell can't run
             raise UnsupportedModel(f"onnx2tf could not convert {model.name}: {type(exc).__name__}: "
                                    f"{str(exc).splitlines()[0][:300] if str(exc) else ''}") from None
