@@ -84,12 +84,15 @@ def run_wrk(url: str, users: int, duration: float) -> dict:
     }
 
 
-def run_servingbench(url: str, users: int, duration: float, out: Path) -> dict:
-    subprocess.run([sys.executable, "-m", "servingbench.cli", "load", url, "--method", "GET", "--users", str(users),
-                    "--duration", str(duration), "--warmup", "2", "--out", str(out)],
+def load_trial(url: str, out: Path, *flags: str) -> dict:
+    """`servingbench load URL` (GET) with `flags`; the summary of its first trial."""
+    subprocess.run([sys.executable, "-m", "servingbench.cli", "load", url, "--method", "GET", *flags, "--out", str(out)],
                    check=True, capture_output=True, text=True)
-    cell = json.loads((out / "summary.json").read_text())["cells"][0]
-    trial = cell["repetitions"][0]
+    return json.loads((out / "summary.json").read_text())["cells"][0]["repetitions"][0]
+
+
+def run_servingbench(url: str, users: int, duration: float, out: Path) -> dict:
+    trial = load_trial(url, out, "--users", str(users), "--duration", str(duration), "--warmup", "2")
     return {"rps": trial["throughput_rps"], "mean": trial["latency_ms"]["mean"], "p50": trial["latency_ms"]["p50"],
             "p99": trial["latency_ms"]["p99"], "records_per_s": trial["requests"] / trial["duration_s"],
             "load_cpu": trial["load_cpu_percent"]}

@@ -12,20 +12,15 @@ and how late requests left (p99 send delay). Target on the 2-core build machine:
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-from harness_overhead import start_endpoint
+from harness_overhead import load_trial, start_endpoint
 
 
 def run_rate(url: str, rate: float, duration: float, out: Path) -> dict:
-    subprocess.run([sys.executable, "-m", "servingbench.cli", "load", url, "--method", "GET", "--scenario", "server",
-                    "--target-qps", str(rate), "--latency-bound-ms", "1000", "--duration", str(duration),
-                    "--out", str(out)], check=True, capture_output=True, text=True)
-    trial = json.loads((out / "summary.json").read_text())["cells"][0]["repetitions"][0]
+    trial = load_trial(url, out, "--scenario", "server", "--target-qps", str(rate), "--latency-bound-ms", "1000",
+                       "--duration", str(duration))
     return {"scheduled": trial["loadgen"]["scheduled_per_s"], "completed": trial["throughput_rps"],
             "p50": trial["latency_ms"]["p50"], "p99": trial["latency_ms"]["p99"],
             "send_p99": trial["send_delay_ms"]["p99"], "failed": trial["failed"], "valid": trial["loadgen"]["valid"],

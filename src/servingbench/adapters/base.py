@@ -6,10 +6,14 @@ The launcher, load engines, statistics and reports are shared and never branch o
 """
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar
+
+import numpy as np
+import torch
 
 from servingbench.config import Study
 from servingbench.errors import ServingbenchError
@@ -85,12 +89,33 @@ class PreparedRequest:
     client_preprocess_ms: float = 0.0
 
 
+class ClientSideProcessing:
+    """For frameworks that serve only the network (Triton, TF Serving, as in the study): the client runs
+    the model's preprocessing before timing starts (measured apart) and its postprocessing on answers."""
+
+    def __init__(self):
+        self._models: dict[str, LoadedModel] = {}
+
+    def keep(self, model_name: str, loaded: LoadedModel) -> None:
+        self._models[model_name] = loaded
+
+    def preprocess(self, model_name: str, sample: Sample) -> tuple[np.ndarray, float]:
+        """The network's input for the sample, and the milliseconds it took."""
+        start = time.perf_counter()
+        tensor = self._models[model_name].preprocess(sample.data).numpy()
+        return tensor, (time.perf_counter() - start) * 1000
+
+    def postprocess(self, model_name: str, array: np.ndarray) -> Output:
+        return self._models[model_name].postprocess(torch.from_numpy(np.array(array)))
+
+
 class Adapter(ABC):
     """One framework. Subclasses set `name` and `description` and register in adapters/__init__.py."""
 
     name: ClassVar[str]
     description: ClassVar[str]
     option_defaults: ClassVar[dict[str, Any]] = {}  # the framework's `server.options.<name>` and defaults
+    option_choices: ClassVar[dict[str, tuple[str, ...]]] = {}  # options that take one of a few values
 
     def __init__(self, study: Study):
         self.study = study
@@ -100,6 +125,9 @@ class Adapter(ABC):
             raise ServingbenchError(f"server.options.{self.name}: unknown {', '.join(sorted(unknown))}; "
                                     f"known: {', '.join(self.option_defaults) or 'none'}")
         self.settings: dict[str, Any] = {**self.option_defaults, **options}
+        for key, choices in self.option_choices.items():
+            if self.settings[key] not in choices:
+                raise ServingbenchError(f"server.options.{self.name}.{key} must be one of {', '.join(choices)}")
 
     @abstractmethod
     def availability(self) -> Availability:

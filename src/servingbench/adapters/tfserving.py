@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from servingbench.adapters.base import Adapter, Artifact, Availability, LaunchSpec, Ports, PreparedRequest
+from servingbench.adapters.base import (Adapter, Artifact, Availability, ClientSideProcessing, LaunchSpec, Ports,
+                                        PreparedRequest)
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
-from servingbench.errors import ServingbenchError
 from servingbench.launch.containers import find_runtime, runtime_problem
 from servingbench.exports.savedmodel import (INPUT, OUTPUT, SIGNATURE, export_savedmodel, tensorflow_missing,
                                              variable_axes)
@@ -50,12 +48,11 @@ class TFServingAdapter(Adapter):
     description = "TensorFlow Serving (SavedModel converted from the torch model; REST JSON or gRPC Predict)"
 
     option_defaults = DEFAULTS
+    option_choices = {"protocol": PROTOCOLS}
 
     def __init__(self, study):
         super().__init__(study)
-        if self.settings["protocol"] not in PROTOCOLS:
-            raise ServingbenchError(f"server.options.tfserving.protocol must be one of {', '.join(PROTOCOLS)}")
-        self._processing: dict[str, LoadedModel] = {}
+        self._client = ClientSideProcessing()
 
     def _binary(self) -> str | None:
         return self.settings["binary"] or shutil.which(BINARY)
@@ -87,7 +84,7 @@ class TFServingAdapter(Adapter):
         base = workdir / "models"
         shutil.rmtree(base, ignore_errors=True)
         export_savedmodel(model, loaded, base / model.name / "1", variable_axes(model, loaded))
-        self._processing[model.name] = loaded
+        self._client.keep(model.name, loaded)
         return Artifact(self.name, model.name, base, tuple(sorted(base.rglob("*"))))
 
     def server_files(self, artifact: Artifact, run_dir: Path) -> dict[str, Path]:
@@ -141,10 +138,7 @@ class TFServingAdapter(Adapter):
     # -- requests -----------------------------------------------------------------------------------------------
 
     def request(self, model: ModelSpec, sample: Sample) -> PreparedRequest:
-        loaded = self._processing[model.name]
-        start = time.perf_counter()
-        tensor = loaded.preprocess(sample.data).numpy()
-        preprocess_ms = (time.perf_counter() - start) * 1000
+        tensor, preprocess_ms = self._client.preprocess(model.name, sample)
         if self.settings["protocol"] == "grpc":
             return PreparedRequest("GRPC", PREDICT_METHOD, encode_grpc_request(model.name, tensor), {}, sample.name,
                                    preprocess_ms)
@@ -153,7 +147,7 @@ class TFServingAdapter(Adapter):
 
     def decode(self, model: ModelSpec, status: int, body: bytes) -> Output | None:
         array = decode_grpc_response(body) if self.settings["protocol"] == "grpc" else decode_rest_response(body)
-        return self._processing[model.name].postprocess(torch.from_numpy(array))
+        return self._client.postprocess(model.name, array)
 
     def scrape_metrics(self, launch: LaunchSpec, ports: Ports) -> dict[str, float]:
         return prometheus_counters(get_text(f"http://127.0.0.1:{ports.http}{METRICS_PATH}"), METRICS, {})
@@ -173,17 +167,30 @@ def decode_rest_response(body: bytes) -> np.ndarray:
     return np.asarray(document["predictions"], dtype=np.float32)
 
 
-def encode_grpc_request(model_name: str, tensor: np.ndarray) -> bytes:
+def tensor_proto(array: np.ndarray):
+    """A float32 TensorProto holding `array` (raw little-endian content)."""
     from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=array.astype("<f4").tobytes(),
+                                  tensor_shape=tensor_shape_pb2.TensorShapeProto(
+                                      dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape]))
+
+
+def proto_array(proto) -> np.ndarray:
+    """A float32 TensorProto's values, from raw content or the repeated field."""
+    shape = [d.size for d in proto.tensor_shape.dim]
+    values = (np.frombuffer(proto.tensor_content, dtype="<f4") if proto.tensor_content
+              else np.asarray(proto.float_val, dtype=np.float32))
+    return values.reshape(shape)
+
+
+def encode_grpc_request(model_name: str, tensor: np.ndarray) -> bytes:
     from tensorflow_serving.apis import predict_pb2
 
     request = predict_pb2.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = SIGNATURE
-    proto = tensor_pb2.TensorProto(dtype=types_pb2.DT_FLOAT, tensor_content=tensor.astype("<f4").tobytes(),
-                                   tensor_shape=tensor_shape_pb2.TensorShapeProto(
-                                       dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in tensor.shape]))
-    request.inputs[INPUT].CopyFrom(proto)
+    request.inputs[INPUT].CopyFrom(tensor_proto(tensor))
     request.output_filter.append(OUTPUT)
     return request.SerializeToString()
 
@@ -191,8 +198,4 @@ def encode_grpc_request(model_name: str, tensor: np.ndarray) -> bytes:
 def decode_grpc_response(body: bytes) -> np.ndarray:
     from tensorflow_serving.apis import predict_pb2
 
-    output = predict_pb2.PredictResponse.FromString(body).outputs[OUTPUT]
-    shape = [d.size for d in output.tensor_shape.dim]
-    values = (np.frombuffer(output.tensor_content, dtype="<f4") if output.tensor_content
-              else np.asarray(output.float_val, dtype=np.float32))
-    return values.reshape(shape)
+    return proto_array(predict_pb2.PredictResponse.FromString(body).outputs[OUTPUT])

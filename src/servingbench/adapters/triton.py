@@ -18,14 +18,13 @@ import os
 import shutil
 import sys
 import sysconfig
-import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from servingbench.adapters import kserve_v2
-from servingbench.adapters.base import Adapter, Artifact, Availability, LaunchSpec, Ports, PreparedRequest
+from servingbench.adapters.base import (Adapter, Artifact, Availability, ClientSideProcessing, LaunchSpec, Ports,
+                                        PreparedRequest)
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
 from servingbench.errors import ServingbenchError
 from servingbench.launch.containers import find_runtime, runtime_problem
@@ -72,12 +71,11 @@ class TritonAdapter(Adapter):
                    "tensorflow backends)")
 
     option_defaults = DEFAULTS
+    option_choices = {"protocol": PROTOCOLS}
 
     def __init__(self, study):
         super().__init__(study)
-        if self.settings["protocol"] not in PROTOCOLS:
-            raise ServingbenchError(f"server.options.triton.protocol must be one of {', '.join(PROTOCOLS)}")
-        self._processing: dict[str, LoadedModel] = {}
+        self._client = ClientSideProcessing()
 
     # -- where the server and its backends are -------------------------------------------------------------
 
@@ -153,7 +151,7 @@ class TritonAdapter(Adapter):
         else:
             raise ServingbenchError(f"server.options.triton.backend: unknown backend '{backend}'")
         (repo / model.name / "config.pbtxt").write_text(self.model_config(model.name, example, example_output))
-        self._processing[model.name] = loaded
+        self._client.keep(model.name, loaded)
         return Artifact(self.name, model.name, repo, tuple(sorted(repo.rglob("*"))))
 
     def _tensor_names(self) -> tuple[str, str]:
@@ -239,10 +237,7 @@ class TritonAdapter(Adapter):
     # -- requests -----------------------------------------------------------------------------------------------
 
     def request(self, model: ModelSpec, sample: Sample) -> PreparedRequest:
-        loaded = self._processing[model.name]
-        start = time.perf_counter()
-        tensor = loaded.preprocess(sample.data).numpy()
-        preprocess_ms = (time.perf_counter() - start) * 1000
+        tensor, preprocess_ms = self._client.preprocess(model.name, sample)
         input_name, output_name = self._tensor_names()
         if self.settings["protocol"] == "grpc":
             from servingbench.adapters import kserve_v2_grpc
@@ -260,7 +255,7 @@ class TritonAdapter(Adapter):
             outputs = kserve_v2_grpc.decode_response(body)
         else:
             outputs = kserve_v2.decode_response(body)
-        return self._processing[model.name].postprocess(torch.from_numpy(np.array(outputs[self._tensor_names()[1]])))
+        return self._client.postprocess(model.name, outputs[self._tensor_names()[1]])
 
     def scrape_metrics(self, launch: LaunchSpec, ports: Ports) -> dict[str, float]:
         return prometheus_counters(get_text(f"http://127.0.0.1:{ports.metrics}/metrics"), METRICS, {})

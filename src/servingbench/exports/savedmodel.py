@@ -126,7 +126,7 @@ def read_signature(directory: Path) -> Signature:
 
 
 def run_savedmodel(directory: Path, tensor: np.ndarray) -> np.ndarray:
-    """The SavedModel run in-process by TensorFlow (checks and the test-only stand-in server)."""
+    """The SavedModel run in-process by TensorFlow (the export's checks against the torch model)."""
     import tensorflow as tf
 
     function = tf.saved_model.load(str(directory)).signatures[SIGNATURE]

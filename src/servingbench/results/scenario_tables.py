@@ -57,7 +57,7 @@ def scenario_tables(summary: Summary) -> list[Table]:
                 cell = by_key.get((model, fw))
                 row.append("" if cell is None else _capacity_text(cell))
             rows.append(row)
-        bounds = sorted({c.level.removeprefix("capacity ") for c in capacity if c.capacity})
+        bounds = sorted({c.capacity.bound for c in capacity if c.capacity})
         tables.append(Table("capacity", f"Capacity: the highest Server-scenario rate LoadGen calls VALID at "
                             f"{' / '.join(bounds) or 'the latency bound'} (queries per second)",
                             ["Model"] + frameworks, rows))

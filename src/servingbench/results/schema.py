@@ -120,6 +120,10 @@ class Capacity(BaseModel):
     upper_qps: float | None = Field(description="the lowest rate found INVALID (None: none was)")
     probes: list[CapacityProbe] = Field(default_factory=list)
 
+    @property
+    def bound(self) -> str:
+        return f"p{self.percentile:g} <= {self.latency_bound_ms:g} ms"
+
 
 CellStatus = Literal["ok", "unsupported", "failed", "running"]
 
@@ -154,7 +158,7 @@ class CellSummary(BaseModel):
         if self.scenario == "server" and self.target_qps:
             return f"server {self.target_qps:g} qps"
         if self.capacity:
-            return f"capacity p{self.capacity.percentile:g} <= {self.capacity.latency_bound_ms:g} ms"
+            return f"capacity {self.capacity.bound}"
         return self.scenario
 
 

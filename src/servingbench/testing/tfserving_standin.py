@@ -116,17 +116,13 @@ def make_handler(models: Models, metrics_path: str):
 
 def grpc_server(models: Models, port: int):
     import grpc
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+    from servingbench.adapters.tfserving import proto_array, tensor_proto
 
     class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         def Predict(self, request, context):  # noqa: N802 - the service's method name
-            inputs = {}
-            for name, proto in request.inputs.items():
-                shape = [d.size for d in proto.tensor_shape.dim]
-                values = (np.frombuffer(proto.tensor_content, "<f4") if proto.tensor_content
-                          else np.asarray(proto.float_val, np.float32))
-                inputs[name] = values.reshape(shape)
+            inputs = {name: proto_array(proto) for name, proto in request.inputs.items()}
             if request.model_spec.name not in models.versions:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found: {request.model_spec.name}")
             outputs = models.predict(request.model_spec.name, request.model_spec.signature_name, inputs)
@@ -134,10 +130,7 @@ def grpc_server(models: Models, port: int):
             for name, array in outputs.items():
                 if request.output_filter and name not in request.output_filter:
                     continue
-                response.outputs[name].CopyFrom(tensor_pb2.TensorProto(
-                    dtype=types_pb2.DT_FLOAT, tensor_content=array.astype("<f4").tobytes(),
-                    tensor_shape=tensor_shape_pb2.TensorShapeProto(
-                        dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape])))
+                response.outputs[name].CopyFrom(tensor_proto(array))
             return response
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
