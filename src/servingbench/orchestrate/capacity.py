@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-from servingbench.analysis.loadgen_summary import parse_summary, percentile_latency_ms
 from servingbench.config import CAPACITY, LoadSettings
 from servingbench.display import Display
 from servingbench.orchestrate.trials import Target, run_loadgen_trial, save_cell
@@ -68,10 +67,9 @@ def run_capacity_cell(results: ResultsDir, summary: Summary, cell: CellSummary, 
     def is_valid(rate: float) -> bool:
         trial = run_loadgen_trial(results, target, "server", load, len(capacity.probes) + 1, display,
                                   target_qps=rate, level=CAPACITY)
-        valid = bool(trial.loadgen and trial.loadgen["valid"])
-        values = parse_summary(results.path / trial.loadgen_log_dir / "mlperf_log_summary.txt")
+        valid = trial.loadgen["valid"]
         capacity.probes.append(CapacityProbe(target_qps=rate, valid=valid, trial_id=trial.trial_id,
-                                             latency_ms=percentile_latency_ms(values, load.latency_percentile),
+                                             latency_ms=trial.loadgen["bounded_latency_ms"],
                                              throughput_rps=trial.throughput_rps))
         record(trial)
         return valid

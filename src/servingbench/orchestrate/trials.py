@@ -12,7 +12,8 @@ from servingbench.analysis.resources import summarize_resources
 from servingbench.analysis.server_metrics import trial_server_metrics
 from servingbench.analysis.stats import aggregate_cell, summarize_records
 from servingbench.analysis.warnings import trial_warnings
-from servingbench.analysis.loadgen_summary import loadgen_counts, parse_detail, parse_summary, send_delay_ms
+from servingbench.analysis.loadgen_summary import (loadgen_counts, parse_detail, parse_summary,
+                                                  percentile_latency_ms, send_delay_ms)
 from servingbench.config import LoadSettings
 from servingbench.display import Display
 from servingbench.load.closed_loop import ClosedLoopPlan, run_closed_loop
@@ -127,9 +128,10 @@ def run_loadgen_trial(results: ResultsDir, target: Target, scenario: str, load: 
     with observing(results, target, tid) as observed:
         window = run_loadgen(plan, records_path, log_dir, results.work_dir / "load", observed.watch_load)
     records = read_records(records_path)
-    counts, verdict = loadgen_counts(scenario, parse_summary(log_dir / "mlperf_log_summary.txt"),
-                                     parse_detail(log_dir / "mlperf_log_detail.txt"), records, window["start_ns"],
-                                     window["end_ns"])
+    values = parse_summary(log_dir / "mlperf_log_summary.txt")
+    counts, verdict = loadgen_counts(scenario, values, parse_detail(log_dir / "mlperf_log_detail.txt"), records,
+                                     window["start_ns"], window["end_ns"])
+    verdict["bounded_latency_ms"] = percentile_latency_ms(values, load.latency_percentile)
     delay = send_delay_ms(records)
     warnings = trial_warnings(counts, window["load_cpu_percent"])
     if not verdict["valid"]:

@@ -75,7 +75,8 @@ class TrialSummary(TrialCounts):
     server_metrics: dict[str, float] = Field(default_factory=dict)
     resources: TrialResources | None = None
     telemetry_file: str | None = Field(None, description="CSV of the resource samples, relative path")
-    loadgen: dict | None = Field(None, description="LoadGen scenarios: its VALID/INVALID verdict and rates")
+    loadgen: dict | None = Field(None, description="LoadGen scenarios: its VALID/INVALID verdict, rates, and the "
+                                                   "latency at the bounded percentile")
     loadgen_log_dir: str | None = Field(None, description="LoadGen's own mlperf_log_* files, relative path")
     target_qps: float | None = Field(None, description="LoadGen Server scenario: the Poisson arrival rate asked for")
     send_delay_ms: LatencyMs | None = Field(None, description="LoadGen scenarios: how late requests left after "
