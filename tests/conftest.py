@@ -11,12 +11,11 @@ import psutil
 import pytest
 
 from servingbench.adapters import get_adapter
-from servingbench.adapters.base import Ports
 from servingbench.config import load_study
-from servingbench.launch.ports import free_port, free_ports
+from servingbench.launch.ports import free_port
 from servingbench.launch.process import ManagedProcess, wait_ready
-from servingbench.launch.server import running_server
 from servingbench.models import get_model
+from servingbench.orchestrate.deployment import deployed
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -80,7 +79,5 @@ def launched(framework: str, model_name: str, options: dict, tmp_path: Path):
     """One model packaged for one framework and its real server up: yields (adapter, model, launch spec)."""
     adapter = get_adapter(framework, load_study("smoke", {"server.options": {framework: options}}))
     model = get_model(model_name)
-    artifact = adapter.package(model, model.load(), tmp_path)
-    launch = adapter.launch_spec(artifact, Ports.of(free_ports(Ports.COUNT)), tmp_path)
-    with running_server(launch, tmp_path / "server.log", framework, 180):
-        yield adapter, model, launch
+    with deployed(adapter, model, model.load(), tmp_path, 180) as live:
+        yield adapter, model, live.launch

@@ -6,9 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import processes_mentioning, run_cli, start_delay_server
-from servingbench.adapters.base import PreparedRequest
 from servingbench.analysis.stats import summarize_records
-from servingbench.load.closed_loop import ClosedLoopPlan, run_closed_loop
+from servingbench.load.closed_loop import run_closed_loop
+from servingbench.load.contracts import ClosedLoopPlan, PreparedRequest, WindowStability
 from servingbench.load.records import RECORD_SCHEMA, read_records
 
 
@@ -35,9 +35,10 @@ def test_load_reports_a_known_20ms_delay_accurately(delay_server_20ms, tmp_path)
 def test_non_2xx_answers_are_failures_per_second(tmp_path):
     proc, url = start_delay_server(tmp_path, 5)
     try:
-        plan = ClosedLoopPlan("fail", url, [PreparedRequest("GET", "/status/503", b"", {}, "x")], users=2,
-                              warmup_s=0.5, duration_s=2, request_timeout_s=5)
-        window = run_closed_loop(plan, tmp_path / "fail.parquet", tmp_path)
+        plan = ClosedLoopPlan(trial_id="fail", base_url=url, requests=[PreparedRequest(method="GET", path="/status/503")],
+                              users=2, warmup_s=0.5, duration_s=2, request_timeout_s=5,
+                              records_path=tmp_path / "fail.parquet")
+        window = run_closed_loop(plan, tmp_path)
     finally:
         proc.stop()
     counts = summarize_records(read_records(tmp_path / "fail.parquet"), window.measure_start_ns,
@@ -50,12 +51,12 @@ def test_non_2xx_answers_are_failures_per_second(tmp_path):
 
 def test_a_server_that_dies_mid_trial_gives_failed_records_not_a_crash(tmp_path):
     proc, url = start_delay_server(tmp_path, 10)
-    plan = ClosedLoopPlan("dies", url, [PreparedRequest("POST", "/p", b"abc", {}, "x")], users=3,
-                          warmup_s=0.2, duration_s=2.5, request_timeout_s=2)
+    plan = ClosedLoopPlan(trial_id="dies", base_url=url, requests=[PreparedRequest(path="/p", body=b"abc")], users=3,
+                          warmup_s=0.2, duration_s=2.5, request_timeout_s=2, records_path=tmp_path / "dies.parquet")
     killer = threading.Timer(1.2, proc.stop)
     killer.start()
     try:
-        window = run_closed_loop(plan, tmp_path / "dies.parquet", tmp_path)
+        window = run_closed_loop(plan, tmp_path)
     finally:
         killer.join()
     table = read_records(tmp_path / "dies.parquet")
@@ -77,17 +78,17 @@ def test_unreachable_endpoint_is_one_line_error(tmp_path):
 def test_until_stable_stops_once_three_windows_agree_and_measures_only_those(tmp_path):
     proc, url = start_delay_server(tmp_path, 10)
     try:
-        plan = ClosedLoopPlan("stable", url, [PreparedRequest("GET", "/x", b"", {}, "x")], users=2, warmup_s=0.3,
+        get_x = [PreparedRequest(method="GET", path="/x")]
+        plan = ClosedLoopPlan(trial_id="stable", base_url=url, requests=get_x, users=2, warmup_s=0.3,
                               duration_s=60, request_timeout_s=5, until_stable=True, stability_window_s=0.5,
-                              stability_tolerance_pct=20, max_duration_s=20)
-        window = run_closed_loop(plan, tmp_path / "stable.parquet", tmp_path)
-        never = ClosedLoopPlan("never", url, [PreparedRequest("GET", "/x", b"", {}, "x")], users=2, warmup_s=0.3,
-                               duration_s=60, request_timeout_s=5, until_stable=True, stability_window_s=0.5,
-                               stability_tolerance_pct=1e-6, max_duration_s=2)
-        unstable = run_closed_loop(never, tmp_path / "never.parquet", tmp_path)
+                              stability_tolerance_pct=20, max_duration_s=20, records_path=tmp_path / "stable.parquet")
+        window = run_closed_loop(plan, tmp_path)
+        never = plan.model_copy(update={"trial_id": "never", "stability_tolerance_pct": 1e-6, "max_duration_s": 2,
+                                        "records_path": tmp_path / "never.parquet"})
+        unstable = run_closed_loop(never, tmp_path)
     finally:
         proc.stop()
-    assert window.stability["stable"] and 3 <= window.stability["windows"] < 40
+    assert window.stability.stable and 3 <= window.stability.windows < 40
     # the measurement is the last three windows, not the 60 s duration, and the records say so
     assert (window.measure_end_ns - window.measure_start_ns) / 1e9 == pytest.approx(1.5, abs=0.1)
     table = read_records(tmp_path / "stable.parquet")
@@ -96,7 +97,7 @@ def test_until_stable_stops_once_three_windows_agree_and_measures_only_those(tmp
     measured = table.column("phase").to_numpy(zero_copy_only=False) == "measure"
     assert (measured == (sent >= window.measure_start_ns)).all() and counts.requests > 0
     assert counts.throughput_rps == pytest.approx(2 / 0.010, rel=0.2)
-    assert unstable.stability == {"windows": 4, "stable": False}
+    assert unstable.stability == WindowStability(windows=4, stable=False)
 
 
 def test_until_stable_trials_record_windows_and_warn_when_never_stable(tmp_path):

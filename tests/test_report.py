@@ -16,8 +16,17 @@ from conftest import run_cli
 from servingbench.analysis.stats import aggregate_cell
 from servingbench.outputs.figures import KINDS
 from servingbench.outputs.render import REPORT, render_outputs
-from servingbench.results.schema import (CellSummary, Correctness, Deployment, LatencyMs, ModelInfo, Stat, Summary,
-                                         TrialResources, TrialSummary)
+from servingbench.results.schema import (
+    CellSummary,
+    Correctness,
+    Deployment,
+    LatencyMs,
+    ModelInfo,
+    Stat,
+    Summary,
+    TrialResources,
+    TrialSummary,
+)
 from servingbench.results.store import ResultsDir
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

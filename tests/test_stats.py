@@ -52,14 +52,22 @@ def test_window_counts_completions_and_latency_of_requests_sent_inside():
 
 
 def test_confidence_interval_uses_student_t():
-    est = estimate([1.0, 2.0, 3.0])
-    # mean 2, s = 1, sem = 1/sqrt(3), t(0.975, 2) = 4.302653
+    est = estimate([11.0, 12.0, 13.0])
+    # mean 12, s = 1, sem = 1/sqrt(3), t(0.975, 2) = 4.302653
     half = 4.302653 / np.sqrt(3)
-    assert est.mean == 2.0 and est.n == 3
-    assert est.ci95_low == pytest.approx(2 - half, rel=1e-5)
-    assert est.ci95_high == pytest.approx(2 + half, rel=1e-5)
+    assert est.mean == 12.0 and est.n == 3
+    assert est.ci95_low == pytest.approx(12 - half, rel=1e-5)
+    assert est.ci95_high == pytest.approx(12 + half, rel=1e-5)
     single = estimate([5.0])
     assert single.mean == 5.0 and single.ci95_low is None
+
+
+def test_confidence_interval_of_a_rate_never_goes_below_zero():
+    # mean 2, half-width 2.48: the t interval would start at -0.48 req/s, which no rate can be
+    est = estimate([1.0, 2.0, 3.0])
+    assert est.ci95_low == 0.0 and est.ci95_high == pytest.approx(2 + 4.302653 / np.sqrt(3), rel=1e-5)
+    failures = estimate([0.0, 0.0, 3.0])
+    assert failures.ci95_low == 0.0 and failures.ci95_high > 3.0
 
 
 def trial(rep, rps, p50):

@@ -5,18 +5,27 @@ import json
 import os
 import stat
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from google.protobuf import text_format
+from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
 
 from conftest import processes_mentioning, run_cli
 from servingbench.adapters import get_adapter
 from servingbench.adapters.base import Artifact, Ports
+from servingbench.adapters.tfserving import config_message_classes
 from servingbench.config import load_study
 from servingbench.errors import UnsupportedModel
 from servingbench.exports.savedmodel import export_savedmodel, run_savedmodel, variable_axes
 from servingbench.models import get_model
+
+
+def parse_text(path, message):
+    """A config file read as tensorflow_model_server reads it: protobuf text format into its message."""
+    return text_format.Parse(Path(path).read_text(), message)
 
 
 def stand_in_binary(tmp_path):
@@ -78,8 +87,8 @@ def test_study_on_the_stand_in_rest_and_grpc(tmp_path, protocol, models):
     # the stand-in counts under TF Serving's Prometheus names, read through the adapter's mapping
     assert trial["server_metrics"]["requests_total"] >= trial["requests"]
     work = out / "work" / "tfserving" / served
-    config = (work / "tfserving" / "models.config").read_text()
-    assert f'name: "{served}"' in config and f'base_path: "{work / "models" / served}"' in config
+    config = parse_text(work / "tfserving" / "models.config", ModelServerConfig()).model_config_list.config
+    assert [(m.name, m.base_path) for m in config] == [(served, str(work / "models" / served))]
     assert (work / "models" / served / "1" / "saved_model.pb").is_file()
     if protocol == "http":
         assert cells["wav2vec2"]["status"] == "unsupported"
@@ -99,11 +108,17 @@ def test_launch_arguments_config_files_and_container(tmp_path, monkeypatch):
     argv = list(launch.argv)
     assert argv[0] == "/opt/tfs/tensorflow_model_server"
     assert {"--port=8600", "--rest_api_port=8601", "--enable_batching", "--tensorflow_intra_op_parallelism=2"} <= set(argv)
-    files = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if a.endswith(".config")}
-    assert 'base_path: "{}"'.format(tmp_path / "models" / "resnet50") in open(files["--model_config_file"]).read()
-    batching = open(files["--batching_parameters_file"]).read()
-    assert "max_batch_size { value: 16 }" in batching and "batch_timeout_micros { value: 1000 }" in batching
-    assert 'path: "/monitoring/prometheus/metrics"' in open(files["--monitoring_config_file"]).read()
+    files = {a.split("=", 1)[0]: Path(a.split("=", 1)[1]) for a in argv if a.endswith(".config")}
+    (served,) = parse_text(files["--model_config_file"], ModelServerConfig()).model_config_list.config
+    assert (served.name, served.base_path, served.model_platform) == (
+        "resnet50", str(tmp_path / "models" / "resnet50"), "tensorflow")
+    monitoring_class, batching_class = config_message_classes()
+    prometheus = parse_text(files["--monitoring_config_file"], monitoring_class()).prometheus_config
+    assert prometheus.enable and prometheus.path == "/monitoring/prometheus/metrics"
+    batching = parse_text(files["--batching_parameters_file"], batching_class())
+    assert (batching.max_batch_size.value, batching.batch_timeout_micros.value, batching.num_batch_threads.value,
+            batching.max_enqueued_batches.value) == (16, 1000, 1, 100)
+    assert batching.DESCRIPTOR.full_name == "tensorflow.serving.BatchingParameters"  # the name TF Serving parses
     assert launch.ready_url == "http://127.0.0.1:8601/v1/models/resnet50" and launch.ready_body == '"AVAILABLE"'
     assert launch.base_url == "http://127.0.0.1:8601"
     # a container image instead: the models are mounted at /models and the config says so
@@ -121,8 +136,25 @@ def test_launch_arguments_config_files_and_container(tmp_path, monkeypatch):
     assert f"{tmp_path / 'models'}:/models:ro" in argv
     assert argv[argv.index("--entrypoint") + 1:argv.index("--entrypoint") + 3] == ["tensorflow_model_server",
                                                                                 "tensorflow/serving:2.19.0"]
-    assert 'base_path: "/models/resnet50"' in (tmp_path / "boxed" / "tfserving" / "models.config").read_text()
+    boxed_config = parse_text(tmp_path / "boxed" / "tfserving" / "models.config", ModelServerConfig())
+    assert [m.base_path for m in boxed_config.model_config_list.config] == ["/models/resnet50"]
+    assert not (tmp_path / "boxed" / "tfserving" / "batching.config").exists()  # batching is off by default
     assert launch.base_url == "grpc://127.0.0.1:8600"
+
+
+def test_the_stand_in_reads_the_config_files_as_protos_and_rejects_malformed_ones(tmp_path):
+    from google.protobuf.text_format import ParseError
+
+    from servingbench.testing.tfserving_standin import read_batching_parameters, read_metrics_path, read_model_config
+
+    adapter = get_adapter("tfserving", load_study("smoke", {"server.options": {"tfserving": {"batching": True}}}))
+    files = adapter.server_files(Artifact("tfserving", "bart", tmp_path / "m"), tmp_path)
+    assert read_model_config(files["model_config"]) == {"bart": tmp_path / "m" / "bart"}
+    assert read_metrics_path(files["monitoring"]) == "/monitoring/prometheus/metrics"
+    assert "max_batch_size { value: 8 }" in read_batching_parameters(files["batching"])
+    files["batching"].write_text("max_batch_size: 8\n")  # a bare number where TF Serving wants an Int64Value
+    with pytest.raises(ParseError):
+        read_batching_parameters(files["batching"])
 
 
 def test_list_says_tfserving_is_unavailable_here_and_how_to_get_it():
@@ -139,6 +171,10 @@ def test_triton_tensorflow_backend_gets_the_savedmodel_and_its_config(tmp_path):
     assert "tensorflow backend is not installed here" in adapter.unsupported_reason(model)
     artifact = adapter.package(model, model.load(), tmp_path)
     assert (artifact.path / "resnet50" / "1" / "model.savedmodel" / "saved_model.pb").is_file()
-    config = (artifact.path / "resnet50" / "config.pbtxt").read_text()
-    assert 'platform: "tensorflow_savedmodel"' in config
-    assert 'name: "input"' in config and 'name: "output_0"' in config
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+    config = parse_text(artifact.path / "resnet50" / "config.pbtxt", ModelConfig())
+    assert config.platform == "tensorflow_savedmodel"
+    # the SavedModel signature's tensor names, with the served shapes
+    assert [(t.name, list(t.dims)) for t in [*config.input, *config.output]] == [
+        ("input", [1, 3, 224, 224]), ("output_0", [1, 1000])]

@@ -2,8 +2,8 @@
 import json
 import tempfile
 import urllib.error
-from pathlib import Path
 import urllib.request
+from pathlib import Path
 
 import pytest
 import yaml

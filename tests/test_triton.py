@@ -3,6 +3,8 @@ import json
 
 import pytest
 import yaml
+from google.protobuf import text_format
+from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig, ModelInstanceGroup
 
 from conftest import launched, processes_mentioning, run_cli
 from servingbench.adapters import get_adapter
@@ -16,6 +18,20 @@ MODELS = ["resnet50", "efficientnet-lite0", "wav2vec2", "wav2vec2-truncated", "b
 
 pytestmark = pytest.mark.skipif(not TritonAdapter(load_study("smoke")).availability().ok,
                                 reason="no tritonserver: ./setup.sh installs the bundled one")
+
+
+def read_config(path) -> ModelConfig:
+    """config.pbtxt parsed as Triton parses it."""
+    return text_format.Parse(path.read_text(), ModelConfig())
+
+
+def study_config(out, model: str) -> ModelConfig:
+    return read_config(out / "work" / "triton" / model / "model_repository" / model / "config.pbtxt")
+
+
+def tensors(config: ModelConfig) -> dict[str, tuple[str, list[int]]]:
+    """name -> (data type, dims) of every input and output."""
+    return {t.name: (DataType.Name(t.data_type), list(t.dims)) for t in [*config.input, *config.output]}
 
 
 def run_study(tmp_path, triton_options):
@@ -47,16 +63,28 @@ def assert_served_and_measured(out, summary):
 def test_every_model_over_http_with_binary_tensors(tmp_path):
     out, summary = run_study(tmp_path, {"protocol": "http"})
     assert_served_and_measured(out, summary)
-    config = (out / "work" / "triton" / "resnet50" / "model_repository" / "resnet50" / "config.pbtxt").read_text()
-    assert 'backend: "python"' in config and "max_batch_size: 0" in config
+    config = study_config(out, "resnet50")
+    assert (config.name, config.backend, config.platform, config.max_batch_size) == ("resnet50", "python", "", 0)
+    # the served shapes, batch dim included: fixed, so perf_analyzer needs no --shape
+    assert tensors(config) == {"INPUT__0": ("TYPE_FP32", [1, 3, 224, 224]), "OUTPUT__0": ("TYPE_FP32", [1, 1000])}
+    assert [(g.kind, g.count) for g in config.instance_group] == [(ModelInstanceGroup.KIND_CPU, 1)]
+    assert not config.HasField("dynamic_batching")
+    speech = study_config(out, "wav2vec2")  # full-length audio: its samples differ in length
+    assert tensors(speech) == {"INPUT__0": ("TYPE_FP32", [1, -1]), "OUTPUT__0": ("TYPE_FP32", [1, -1, 32])}
+    assert tensors(study_config(out, "wav2vec2-truncated"))["INPUT__0"] == ("TYPE_FP32", [1, 50000])
+    assert tensors(study_config(out, "bart-large-cnn"))["INPUT__0"] == ("TYPE_INT64", [1, 512])
     assert (out / "work" / "triton" / "resnet50" / "model_repository" / "resnet50" / "1" / "model.py").is_file()
 
 
 def test_every_model_over_grpc_with_dynamic_batching(tmp_path):
     out, summary = run_study(tmp_path, {"protocol": "grpc", "max_batch_size": 4, "max_queue_delay_us": 2000})
     assert_served_and_measured(out, summary)
-    config = (out / "work" / "triton" / "wav2vec2" / "model_repository" / "wav2vec2" / "config.pbtxt").read_text()
-    assert "max_batch_size: 4" in config and "max_queue_delay_microseconds: 2000" in config
+    speech = study_config(out, "wav2vec2")
+    assert speech.max_batch_size == 4 and speech.dynamic_batching.max_queue_delay_microseconds == 2000
+    # Triton adds the batch dim itself
+    assert tensors(speech) == {"INPUT__0": ("TYPE_FP32", [-1]), "OUTPUT__0": ("TYPE_FP32", [-1, 32])}
+    image = study_config(out, "resnet50")
+    assert tensors(image) == {"INPUT__0": ("TYPE_FP32", [3, 224, 224]), "OUTPUT__0": ("TYPE_FP32", [1000])}
 
 
 def test_real_labels_over_json_requests(tmp_path):
@@ -77,16 +105,18 @@ def test_backends_this_host_lacks_are_unsupported_with_a_reason_but_configs_are_
     adapter = get_adapter("triton", load_study("smoke", {"server.options": {"triton": {"backend": "pytorch"}}}))
     assert "pytorch backend is not installed here" in adapter.unsupported_reason(model)
     artifact = adapter.package(model, loaded, tmp_path / "pt")
-    config = (artifact.path / "resnet50" / "config.pbtxt").read_text()
-    assert 'platform: "pytorch_libtorch"' in config and 'name: "INPUT__0"' in config
+    config = read_config(artifact.path / "resnet50" / "config.pbtxt")
+    assert (config.platform, config.backend) == ("pytorch_libtorch", "")
+    assert tensors(config) == {"INPUT__0": ("TYPE_FP32", [1, 3, 224, 224]), "OUTPUT__0": ("TYPE_FP32", [1, 1000])}
     assert (artifact.path / "resnet50" / "1" / "model.pt").is_file()
     bart = get_model("bart-large-cnn")
     with pytest.raises(ServingbenchError, match="can't be traced"):
         adapter.package(bart, bart.load(), tmp_path / "bart")
     onnx_adapter = get_adapter("triton", load_study("smoke", {"server.options": {"triton": {"backend": "onnxruntime"}}}))
     artifact = onnx_adapter.package(model, loaded, tmp_path / "onnx")
-    config = (artifact.path / "resnet50" / "config.pbtxt").read_text()
-    assert 'backend: "onnxruntime"' in config and "dims: [-1, -1, -1, -1]" in config
+    config = read_config(artifact.path / "resnet50" / "config.pbtxt")
+    assert (config.backend, config.platform) == ("onnxruntime", "")
+    assert tensors(config)["INPUT__0"] == ("TYPE_FP32", [1, 3, 224, 224])
     import onnx
     graph = onnx.load(str(artifact.path / "resnet50" / "1" / "model.onnx")).graph
     assert [i.name for i in graph.input] == ["INPUT__0"] and [o.name for o in graph.output] == ["OUTPUT__0"]

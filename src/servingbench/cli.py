@@ -1,4 +1,9 @@
-"""The `servingbench` command line. Bad input ends in one line on stderr and a non-zero exit."""
+"""The `servingbench` command line. Bad input ends in one line on stderr and a non-zero exit.
+
+Exit codes: 0 every cell ok (or unsupported here); 1 a cell failed or a served answer was wrong;
+2 bad input (a one-line reason); 3 an SLO gate was breached (or `compare --fail-on-regression` found a
+regression); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
+"""
 from __future__ import annotations
 
 import sys
@@ -14,9 +19,14 @@ import servingbench
 from servingbench.config import LOADGEN_SCENARIOS, EndpointSettings, load_settings, load_study, preset_names
 from servingbench.errors import ServerStartError, ServingbenchError
 
-EXIT_BAD_INPUT = 2
+EXIT_OK = 0
 EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_SLO = 3
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+EXIT_CODES_HELP = ("Exit codes: 0 all cells ok or unsupported; 1 a cell failed or an answer was wrong; 2 bad input; "
+                   "3 an SLO gate breached; 130 interrupted; 143 terminated.")
 
 
 def _int_list(ctx, param, value: str | None) -> list[int] | None:
@@ -40,10 +50,33 @@ def _name_list(ctx, param, value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(servingbench.__version__, prog_name="servingbench")
 def cli() -> None:
     """Benchmark ML serving frameworks on real models: speed, reliability, usability."""
+
+
+def _finish(summary, display, results_path: Path) -> None:
+    """The final table, why any cell failed, and the exit code the summary calls for."""
+    from servingbench.analysis.outcome import cell_failures
+
+    display.final(summary)
+    display.console.print(f"results: {results_path} (tables in {results_path / 'tables'})")
+    failures = cell_failures(summary)
+    for line in failures:
+        display.console.print(f"[red]failed:[/] {line}", highlight=False)
+    breached = _breaches(summary)
+    for line in breached:
+        display.console.print(f"[red]SLO breached:[/] {line}", highlight=False)
+    code = EXIT_FAILED if failures else EXIT_SLO if breached else EXIT_OK
+    if code:
+        raise click.exceptions.Exit(code)
+
+
+def _breaches(summary) -> list[str]:
+    from servingbench.analysis.slo import breaches
+
+    return breaches(summary)
 
 
 _load_options = [
@@ -64,18 +97,22 @@ _load_options = [
                  help="the latency percentile held to the bound (default 99)"),
     click.option("--find-capacity", is_flag=True, default=False,
                  help="add the capacity search: the highest server rate LoadGen calls VALID under the bound"),
+    click.option("--slo", "slo", multiple=True,
+                 help="a gate every cell must pass, e.g. 'p99_ms<=200', 'failures_per_s==0', 'throughput_rps>=50', "
+                      "'loadgen=valid' (repeatable; replaces the study's); a breach exits 3"),
 ]
 
 
 def _load_overrides(scenarios: list[str] | None, users, repetitions, duration, warmup, until_stable, max_duration,
-                    target_qps, latency_bound_ms, percentile, find_capacity) -> dict:
+                    target_qps, latency_bound_ms, percentile, find_capacity, slo) -> dict:
     """The dotted study keys the shared load options set (None: leave the study's value)."""
     if find_capacity:
         scenarios = [*(scenarios or []), "capacity"]
     return {"load.scenarios": scenarios, "load.users": users, "load.repetitions": repetitions,
             "load.duration_s": duration, "load.warmup_s": warmup, "load.until_stable": until_stable,
             "load.max_duration_s": max_duration, "load.target_qps": target_qps,
-            "load.latency_bound_ms": latency_bound_ms, "load.latency_percentile": percentile}
+            "load.latency_bound_ms": latency_bound_ms, "load.latency_percentile": percentile,
+            "slo": list(slo) or None}
 
 
 def load_options(func):
@@ -84,7 +121,7 @@ def load_options(func):
     return func
 
 
-@cli.command()
+@cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("study", required=False)
 @click.option("--out", type=click.Path(path_type=Path), help="results folder (default results/<timestamp>)")
 @click.option("--frameworks", callback=_name_list, help="comma-separated, e.g. reference,torchserve")
@@ -98,7 +135,7 @@ def load_options(func):
 @click.option("--weights", help="random | pretrained | a local model directory")
 @click.option("--threads", type=click.IntRange(min=1), help="intra-op threads per model worker")
 def run(study, out, frameworks, models, scenarios, users, repetitions, duration, warmup, until_stable, max_duration,
-        target_qps, latency_bound_ms, percentile, find_capacity, accuracy, size, weights, threads) -> None:
+        target_qps, latency_bound_ms, percentile, find_capacity, slo, accuracy, size, weights, threads) -> None:
     """Run a STUDY: a preset (smoke, quick [default], study) or a YAML file."""
     from servingbench.display import Display
     from servingbench.orchestrate.study import StudyRunner
@@ -108,19 +145,18 @@ def run(study, out, frameworks, models, scenarios, users, repetitions, duration,
         "frameworks": frameworks, "models": models, "size": size, "weights": weights, "accuracy": accuracy,
         "server.threads": threads,
         **_load_overrides(scenarios, users, repetitions, duration, warmup, until_stable, max_duration, target_qps,
-                          latency_bound_ms, percentile, find_capacity),
+                          latency_bound_ms, percentile, find_capacity, slo),
     })
     display = Display()
     runner = StudyRunner(resolved, out or default_results_dir(), display)
     display.stage(f"study '{resolved.name}' → {runner.results.path}")
     try:
         summary = runner.run()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: main() picks the exit code
         runner.interrupted()
         display.console.print(f"interrupted: the trials that finished are in {runner.results.path}")
-        sys.exit(EXIT_INTERRUPTED)
-    display.final(summary)
-    display.console.print(f"results: {runner.results.path} (tables in {runner.results.path / 'tables'})")
+        raise
+    _finish(summary, display, runner.results.path)
 
 
 @cli.command()
@@ -136,32 +172,58 @@ def report(directory: Path) -> None:
     click.echo(f"wrote {len(written)} files (tables/, figures/); open {directory / REPORT}")
 
 
+def _percent(ctx, param, value: str | None) -> float | None:
+    """"5%" or "5" as 5.0."""
+    if value is None:
+        return None
+    try:
+        number = float(value.strip().removesuffix("%"))
+    except ValueError:
+        raise click.BadParameter(f"expected a percentage like 5% or 5, got '{value}'") from None
+    if not 0 <= number < float("inf"):
+        raise click.BadParameter(f"expected a non-negative percentage, got '{value}'")
+    return number
+
+
 @cli.command()
 @click.argument("dir_a", type=click.Path(path_type=Path))
 @click.argument("dir_b", type=click.Path(path_type=Path))
-def compare(dir_a: Path, dir_b: Path) -> None:
+@click.option("--fail-on-regression", "threshold_pct", callback=_percent, metavar="PCT",
+              help="exit 3 when a change beyond run-to-run noise makes throughput or latency worse by more than "
+                   "PCT percent, e.g. 5%")
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table",
+              show_default=True, help="json and csv print only the document on stdout")
+def compare(dir_a: Path, dir_b: Path, threshold_pct: float | None, output_format: str) -> None:
     """Change in throughput and p50/p99 latency per cell from results DIR_A to DIR_B."""
     from servingbench.outputs.compare import compare as compare_summaries
+    from servingbench.outputs.compare import (
+        comparison_csv,
+        comparison_json,
+        comparison_table,
+        regression_line,
+        unmatched_lines,
+    )
     from servingbench.results.store import load_summary
 
     result = compare_summaries(load_summary(dir_a), load_summary(dir_b))
-    console = _stdout_console()
-    table = Table(title=f"{dir_a} → {dir_b}", title_justify="left",
-                  caption="! the 95% CIs do not overlap: a change beyond run-to-run noise", caption_justify="left")
-    for column in ("framework", "model", "scenario", "users", "metric"):
-        table.add_column(column)
-    for column in ("A", "B", "change", "%", ""):
-        table.add_column(column, justify="right")
-    for change in result.changes:
-        percent = "-" if change.percent is None else f"{change.percent:+.1f}%"
-        flag = {True: "[bold yellow]![/]", False: "", None: "no CI"}[change.significant]
-        table.add_row(*map(str, change.cell), change.metric, f"{change.before:.2f}", f"{change.after:.2f}",
-                      f"{change.delta:+.2f}", percent, flag)
-    console.print(table)
-    for label, keys in (("only in A", result.only_before), ("only in B", result.only_after),
-                        ("unsupported or failed on a side", result.not_measured)):
-        if keys:
-            console.print(f"{label}: " + "; ".join(" / ".join(map(str, k)) for k in keys), highlight=False)
+    if output_format == "table":
+        console = _stdout_console()
+        console.print(comparison_table(result, f"{dir_a} → {dir_b}", threshold_pct))
+        for line in unmatched_lines(result):
+            console.print(line, highlight=False)
+    else:
+        document = comparison_json if output_format == "json" else comparison_csv
+        click.echo(document(result, threshold_pct), nl=False)
+        if output_format == "csv":  # the JSON document lists them itself
+            for line in unmatched_lines(result):
+                click.echo(line, err=True)
+    regressions = [] if threshold_pct is None else result.regressions(threshold_pct)
+    if regressions:
+        click.echo(f"{len(regressions)} regression(s) beyond run-to-run noise and worse than {threshold_pct:g}%:",
+                   err=True)
+        for change in regressions:
+            click.echo(f"  {regression_line(change)}", err=True)
+        raise click.exceptions.Exit(EXIT_SLO)
 
 
 @cli.command(name="list")
@@ -210,11 +272,12 @@ def list_command() -> None:
 def serve(framework, model, size, weights, port, threads, out) -> None:
     """Package MODEL for FRAMEWORK, start the server and keep it up until Ctrl-C."""
     from servingbench.adapters import get_adapter
-    from servingbench.adapters.base import Ports
     from servingbench.display import Display
+    from servingbench.launch.contracts import Ports
     from servingbench.launch.ports import ensure_port_free, free_ports
-    from servingbench.launch.server import running_server
     from servingbench.models import get_model
+    from servingbench.orchestrate.deployment import deployed
+    from servingbench.orchestrate.try_request import try_lines
 
     study = load_study("smoke", {"frameworks": [framework], "models": [model], "size": size,
                                  "weights": weights, "server.threads": threads})
@@ -231,24 +294,21 @@ def serve(framework, model, size, weights, port, threads, out) -> None:
     ports = Ports.of([ensure_port_free(port) if port else picked[0], *picked[1:]])
     run_dir = out.resolve() / framework / model
     display.stage(f"building {model} ({size}) and packaging it for {framework} in {run_dir}")
-    artifact = adapter.package(spec, spec.load(), run_dir)
-    launch = adapter.launch_spec(artifact, ports, run_dir)
-    with running_server(launch, run_dir / "server.log", f"{framework} server", study.server.startup_timeout_s) as proc:
-        sample = spec.samples()[0]
-        request = adapter.request(spec, sample)
-        display.stage(f"{framework} serves {model} at {launch.base_url} (log: {run_dir / 'server.log'})")
-        click.echo(f"try: {request.method} {launch.base_url}{request.path} with a {sample.content_type} body")
+    with deployed(adapter, spec, spec.load(), run_dir, study.server.startup_timeout_s, ports) as live:
+        display.stage(f"{framework} serves {model} at {live.launch.base_url} (log: {run_dir / 'server.log'})")
+        for line in try_lines(live, spec.samples()[0]):
+            click.echo(line)
         click.echo("Ctrl-C stops it.")
         try:
-            while proc is None or proc.exited() is None:
-                time.sleep(0.5)
+            while (problem := live.server.problem()) is None:
+                time.sleep(1.0)
         except KeyboardInterrupt:
             click.echo("stopping")
             return
-        raise ServerStartError(f"{framework} server exited with code {proc.exited()}", proc.log_tail())
+        raise ServerStartError(f"{framework} server: {problem}", live.server.log_tail())
 
 
-@cli.command()
+@cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("url")
 @click.option("--payload", type=click.Path(path_type=Path, dir_okay=False), help="file sent as the request body")
 @click.option("--method", type=click.Choice(["GET", "POST", "PUT"], case_sensitive=False), default="POST",
@@ -262,11 +322,12 @@ def serve(framework, model, size, weights, port, threads, out) -> None:
               help="closed-loop users (the study; the default) or an MLPerf LoadGen scenario")
 @click.option("--out", type=click.Path(path_type=Path), help="results folder (default results/<timestamp>)")
 def load(url, payload, method, content_type, headers, users, repetitions, duration, warmup, until_stable,
-         max_duration, target_qps, latency_bound_ms, percentile, find_capacity, timeout, scenario, out) -> None:
+         max_duration, target_qps, latency_bound_ms, percentile, find_capacity, slo, timeout, scenario, out) -> None:
     """Load-test any running HTTP endpoint at URL: closed-loop users, MLPerf LoadGen scenarios, capacity."""
+    from servingbench.analysis.slo import parse_gates
     from servingbench.display import Display
     from servingbench.orchestrate.load_url import load_url
-    from servingbench.results.store import ResultsDir, default_results_dir
+    from servingbench.results.store import default_results_dir
 
     parsed_headers = {}
     for header in headers:
@@ -276,19 +337,20 @@ def load(url, payload, method, content_type, headers, users, repetitions, durati
         parsed_headers[name.strip()] = value.strip()
     if payload is not None and not payload.is_file():
         raise ServingbenchError(f"payload file not found: {payload}")
-    settings = EndpointSettings(url=url, method=method.upper(), payload=payload, content_type=content_type,
+    endpoint = EndpointSettings(url=url, method=method.upper(), payload=payload, content_type=content_type,
                                 headers=parsed_headers)
     scenarios = [scenario] if scenario else None if find_capacity else ["closed"]
     overrides = _load_overrides(scenarios, users, repetitions, duration, warmup, until_stable, max_duration,
-                                target_qps, latency_bound_ms, percentile, find_capacity)
+                                target_qps, latency_bound_ms, percentile, find_capacity, slo)
+    gates = parse_gates(overrides.pop("slo") or [])
     # Shorter defaults than a study's: one endpoint, a quick look.
     values = {"users": [1, 10], "repetitions": 1, "duration_s": 10.0, "warmup_s": 2.0, "request_timeout_s": timeout}
     values.update({key.removeprefix("load."): value for key, value in overrides.items() if value is not None})
+    load_config = load_settings(values)  # all input checked before any folder is created
     display = Display()
-    results = ResultsDir.create(out or default_results_dir())
-    summary = load_url(settings, load_settings(values), results, display)
-    display.final(summary)
-    display.console.print(f"results: {results.path}")
+    out = out or default_results_dir()
+    summary = load_url(endpoint, load_config, gates, out, display)
+    _finish(summary, display, out.resolve())
 
 
 @cli.command()
@@ -301,16 +363,19 @@ def assets() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from servingbench.launch.process import install_cleanup, stop_all
+    from servingbench.launch.process import Terminated, install_cleanup, stop_all
 
     install_cleanup()
     debug = "--debug" in (argv if argv is not None else sys.argv)
     args = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--debug"]
     try:
-        cli.main(args=args, prog_name="servingbench", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        return EXIT_INTERRUPTED
+        # A command's click.exceptions.Exit(code) comes back as the return value.
+        code = cli.main(args=args, prog_name="servingbench", standalone_mode=False)
+        return code if isinstance(code, int) else EXIT_OK
+    except click.exceptions.Abort as exc:  # click turns KeyboardInterrupt (and our SIGTERM) into Abort
+        terminated = isinstance(exc.__cause__, Terminated)
+        click.echo("terminated" if terminated else "interrupted", err=True)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "servingbench"
         click.echo(f"servingbench: error: {exc.format_message()} (see '{command} --help')", err=True)
@@ -326,9 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     except ServingbenchError as exc:
         click.echo(f"servingbench: error: {exc}", err=True)
         return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        click.echo("terminated" if terminated else "interrupted", err=True)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except Exception as exc:  # a bug: one line by default, the traceback with --debug
         if debug:
             raise
@@ -337,7 +403,6 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAILED
     finally:
         stop_all()
-    return 0
 
 
 if __name__ == "__main__":

@@ -8,11 +8,12 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from servingbench.analysis.slo import parse_gates
 from servingbench.errors import ServingbenchError
+from servingbench.load.contracts import LOADGEN_SCENARIOS
 
 STUDY_USERS = [1, 10, 25, 50, 75, 100]  # the reference study's user counts (section 4.6)
 CLOSED_LOOP = "closed"  # the study's closed-loop users, one cell per user count
-LOADGEN_SCENARIOS = ("single_stream", "multi_stream", "server", "offline")  # MLPerf LoadGen's scenarios
 CAPACITY = "capacity"  # the highest Server-scenario rate LoadGen calls VALID under the latency bound
 SCENARIOS = (CLOSED_LOOP, *LOADGEN_SCENARIOS, CAPACITY)
 
@@ -102,6 +103,8 @@ class Study(_Strict):
     load: LoadSettings = Field(default_factory=LoadSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     endpoint: EndpointSettings | None = None
+    slo: list[str] = Field(default_factory=list, description="SLO gates every measured cell must pass, e.g. "
+                                                             "p99_ms<=200, throughput_rps>=50, loadgen=valid")
 
     @field_validator("frameworks", "models")
     @classmethod
@@ -109,6 +112,15 @@ class Study(_Strict):
         if not names:
             raise ValueError("must name at least one")
         return names
+
+    @field_validator("slo")
+    @classmethod
+    def _parseable_gates(cls, gates: list[str]) -> list[str]:
+        try:
+            parse_gates(gates)
+        except ServingbenchError as exc:
+            raise ValueError(str(exc)) from None
+        return gates
 
 
 def preset_names() -> list[str]:

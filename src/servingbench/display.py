@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from servingbench.results.schema import CellSummary, Summary, TrialSummary
+from servingbench.analysis.slo import observed_text
+from servingbench.results.schema import CellSummary, GateVerdict, Summary, TrialSummary
 
 TrialProgress = Callable[[dict], None]
 
@@ -70,10 +71,24 @@ class Display:
             for fw in dict.fromkeys(c.framework for c in cells):
                 table.add_row(fw, *(_cell_text(by_key.get((fw, level))) for level in levels))
             self.console.print(table)
+            for cell in (c for c in cells if c.slo):
+                self.console.print(_slo_line(cell), highlight=False, soft_wrap=True)  # whole, however many gates
         info = [m for m in summary.models if m.inprocess_latency_ms]
         if info:
             self.console.print("in-process latency (the floor for any server): " + ", ".join(
                 f"{m.name} p50 {m.inprocess_latency_ms.p50:.1f} ms" for m in info), highlight=False)
+
+
+def _verdict_text(verdict: GateVerdict) -> str:
+    if verdict.passed is None:  # the reason is in summary.json and report.html; here it would crowd the line
+        return f"{verdict.gate} n.a."
+    mark = "[green]✓[/]" if verdict.passed else "[red]✗[/]"
+    return f"{verdict.gate} {mark} {observed_text(verdict.observed)}"
+
+
+def _slo_line(cell: CellSummary) -> str:
+    """E.g. "SLO torchserve / 10 users: p99_ms<=200 ✓ 180.2; throughput_rps>=50 ✗ 31.0"."""
+    return f"SLO {cell.framework} / {cell.level}: " + "; ".join(map(_verdict_text, cell.slo))
 
 
 def _cell_text(cell: CellSummary | None) -> str:

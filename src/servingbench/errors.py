@@ -15,3 +15,9 @@ class ServerStartError(ServingbenchError):
 
 class UnsupportedModel(ServingbenchError):
     """This framework can't serve this model (e.g. an export that can't exist); the cell is 'unsupported'."""
+
+
+def describe(exc: BaseException) -> str:
+    """An exception in one line: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__

@@ -10,13 +10,15 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
 from servingbench.config import Study
 from servingbench.errors import ServingbenchError
+from servingbench.launch.contracts import LaunchSpec, Ports
+from servingbench.load.contracts import PreparedRequest
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
 
@@ -30,22 +32,6 @@ class Availability:
 
 
 @dataclass(frozen=True)
-class Ports:
-    """Free loopback ports picked for one server; `extra` for frameworks that need more (management APIs)."""
-
-    http: int
-    grpc: int
-    metrics: int
-    extra: tuple[int, ...] = ()
-
-    COUNT = 5  # how many the launcher picks: http, grpc, metrics + 2 extra
-
-    @classmethod
-    def of(cls, ports: list[int]) -> "Ports":
-        return cls(ports[0], ports[1], ports[2], tuple(ports[3:]))
-
-
-@dataclass(frozen=True)
 class Artifact:
     """A model packaged for one framework inside the run folder."""
 
@@ -53,40 +39,6 @@ class Artifact:
     model: str
     path: Path
     files: tuple[Path, ...] = ()
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    """How to start a server and know it is ready. `argv` None: nothing to start (external server)."""
-
-    base_url: str
-    ready_url: str
-    argv: tuple[str, ...] | None = None
-    env: dict[str, str] = field(default_factory=dict)  # added to the launcher's base environment
-    cwd: Path | None = None
-    ready_status: int | None = 200  # None: any HTTP answer means reachable (external servers)
-    ready_body: str | None = None  # text the ready answer must contain (e.g. a worker status)
-    ready_timeout_s: float | None = None  # None: the study's server.startup_timeout_s
-    ready_headers: Callable[[], dict[str, str]] | None = None  # evaluated per poll (e.g. a token file)
-    # Log lines that mean the server will never get ready (a model that failed to load): fail at once
-    # instead of waiting for the timeout.
-    fatal_log_patterns: tuple[str, ...] = ()
-    scratch_dirs: tuple[Path, ...] = ()  # the server's own temp folders outside the run folder, removed after stop
-
-
-@dataclass(frozen=True)
-class PreparedRequest:
-    """One request, fully encoded before timing starts."""
-
-    method: str
-    path: str
-    body: bytes
-    headers: dict[str, str]
-    sample: str
-    # Work the client does before sending (decode, resize, feature extraction, tokenisation) for
-    # frameworks whose clients preprocess, as Triton's did in the study: measured, reported next to
-    # the latency, so server-side and client-side preprocessing compare fairly.
-    client_preprocess_ms: float = 0.0
 
 
 class ClientSideProcessing:

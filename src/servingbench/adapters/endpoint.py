@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from servingbench.adapters.base import Adapter, Artifact, Availability, LaunchSpec, Ports, PreparedRequest
+from servingbench.adapters.base import Adapter, Artifact, Availability
 from servingbench.config import EndpointSettings
 from servingbench.errors import ServingbenchError
+from servingbench.launch.contracts import LaunchSpec, Ports
+from servingbench.load.contracts import PreparedRequest
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
 ENDPOINT_REACH_TIMEOUT_S = 10.0  # someone else's server is up or not: no start-up to wait for
@@ -39,7 +41,7 @@ def endpoint_request(settings: EndpointSettings, sample: Sample | None) -> Prepa
     headers = dict(settings.headers)
     if body and content_type:
         headers.setdefault("Content-Type", content_type)
-    return PreparedRequest(settings.method, path, body, headers, name)
+    return PreparedRequest(method=settings.method, path=path, body=body, headers=headers, sample=name)
 
 
 class EndpointAdapter(Adapter):

@@ -5,6 +5,10 @@ import json
 import urllib.error
 import urllib.request
 
+from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
 
 def get_text(url: str, timeout_s: float = 5.0) -> str:
     """The body of a metrics page, or "" when the server does not answer (metrics are optional)."""
@@ -21,25 +25,23 @@ def get_json(url: str, timeout_s: float = 5.0) -> dict[str, float]:
 
 
 def prometheus_counters(text: str, names: dict[str, str], labels: dict[str, str]) -> dict[str, float]:
-    """Sum Prometheus samples named in `names` whose labels include `labels`, renamed by `names`.
+    """Sum Prometheus samples named in `names` whose labels include `labels` exactly, renamed by `names`.
 
     e.g. names={"ts_inference_requests_total": "requests_total"}, labels={"model_name": "resnet50"}.
+    A counter may be named with or without `_total`, whichever way the server's text spells it.
     """
     found: dict[str, float] = {}
-    wanted = [f'{k}="{v}"' for k, v in labels.items()]
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        metric, _, rest = line.partition("{")
-        if metric not in names:
-            metric = line.split(" ", 1)[0]
-            if metric not in names:
-                continue
-            label_text, value = "", line.rsplit(" ", 1)[-1]
-        else:
-            label_text, _, tail = rest.partition("}")
-            value = tail.split()[0]
-        if all(w in label_text for w in wanted):
-            key = names[metric]
-            found[key] = found.get(key, 0.0) + float(value)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            name = next((n for n in _sample_names(family, sample) if n in names), None)
+            if name is not None and labels.items() <= sample.labels.items():
+                found[names[name]] = found.get(names[name], 0.0) + sample.value
     return found
+
+
+def _sample_names(family: Metric, sample: Sample) -> tuple[str, ...]:
+    """The names a sample can have had in the text. The parser gives every counter sample the OpenMetrics
+    `_total` suffix: Triton's `nv_inference_request_success` arrives as `nv_inference_request_success_total`."""
+    if family.type == "counter" and sample.name == f"{family.name}_total":
+        return sample.name, family.name
+    return (sample.name,)

@@ -3,6 +3,13 @@
 A request is a JSON header, optionally followed by raw little-endian tensor bytes whose JSON entry
 says `binary_data_size`; the header's length goes in `Inference-Header-Content-Length`. Answers
 have the same layout. Shared by every framework that speaks the protocol (Triton, KServe, MLServer).
+
+Why not tritonclient's codec (InferenceServerClient.generate_request_body / parse_response_body):
+per request it costs more. benchmarks/kserve_codec.py, tritonclient 2.73, 2-core CPU, µs per call
+(ours / tritonclient): encode [1,3,224,224] FP32 36 / 36, [1,50000] 14 / 14; decode [1,1000] 4.4 /
+17, [1,156,32] 4.7 / 17 (20 when, as here, the header length must first be found in the body). So a
+resnet50-sized request + answer is 41 µs here against 52-56, a wav2vec2-sized one 19 against 31-35.
+Its decoder builds two classes per call and copies the tensor bytes; encoding costs the same.
 """
 from __future__ import annotations
 

@@ -9,8 +9,10 @@ import json
 import sys
 from pathlib import Path
 
-from servingbench.adapters.base import Adapter, Artifact, Availability, LaunchSpec, Ports, PreparedRequest
+from servingbench.adapters.base import Adapter, Artifact, Availability
 from servingbench.adapters.http_metrics import get_json
+from servingbench.launch.contracts import LaunchSpec, Ports
+from servingbench.load.contracts import PreparedRequest
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
 
@@ -35,7 +37,8 @@ class ReferenceAdapter(Adapter):
                           env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "HF_HUB_OFFLINE": "1"})
 
     def request(self, model: ModelSpec, sample: Sample) -> PreparedRequest:
-        return PreparedRequest("POST", "/predict", sample.data, {"Content-Type": sample.content_type}, sample.name)
+        return PreparedRequest(path="/predict", body=sample.data, headers={"Content-Type": sample.content_type},
+                               sample=sample.name)
 
     def decode(self, model: ModelSpec, status: int, body: bytes) -> Output | None:
         return json.loads(body)

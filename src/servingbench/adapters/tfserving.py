@@ -11,18 +11,26 @@ test-only stand-in that loads the SavedModel with TensorFlow and speaks TF Servi
 """
 from __future__ import annotations
 
+import functools
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from servingbench.adapters.base import (Adapter, Artifact, Availability, ClientSideProcessing, LaunchSpec, Ports,
-                                        PreparedRequest)
+from servingbench.adapters.base import Adapter, Artifact, Availability, ClientSideProcessing
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
+from servingbench.exports.savedmodel import (
+    INPUT,
+    OUTPUT,
+    SIGNATURE,
+    export_savedmodel,
+    tensorflow_missing,
+    variable_axes,
+)
 from servingbench.launch.containers import find_runtime, runtime_problem
-from servingbench.exports.savedmodel import (INPUT, OUTPUT, SIGNATURE, export_savedmodel, tensorflow_missing,
-                                             variable_axes)
+from servingbench.launch.contracts import LaunchSpec, Ports
+from servingbench.load.contracts import PreparedRequest
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
 BINARY = "tensorflow_model_server"
@@ -37,6 +45,30 @@ METRICS_PATH = "/monitoring/prometheus/metrics"
 METRICS = {":tensorflow:serving:request_count": "requests_total",
            ":tensorflow:serving:request_latency_sum": "server_us_total",
            ":tensorflow:serving:runtime_latency_sum": "inference_us_total"}
+CONFIG_FILES = {"model_config": "models.config", "monitoring": "monitoring.config", "batching": "batching.config"}
+BATCHING_PARAMETERS = ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches")
+# TF Serving's MonitoringConfig and BatchingParameters, which tensorflow-serving-api does not ship (its only
+# config module is model_server_config_pb2): declared with the package, names and field numbers of TF Serving's
+# monitoring_config.proto and session_bundle_config.proto (BatchingParameters: the fields servingbench sets).
+CONFIG_PROTOS = """
+name: "servingbench/tfserving_configs.proto" package: "tensorflow.serving" syntax: "proto3"
+dependency: "google/protobuf/wrappers.proto"
+message_type { name: "PrometheusConfig"
+  field { name: "enable" number: 1 label: LABEL_OPTIONAL type: TYPE_BOOL }
+  field { name: "path" number: 2 label: LABEL_OPTIONAL type: TYPE_STRING } }
+message_type { name: "MonitoringConfig"
+  field { name: "prometheus_config" number: 1 label: LABEL_OPTIONAL type: TYPE_MESSAGE
+          type_name: ".tensorflow.serving.PrometheusConfig" } }
+message_type { name: "BatchingParameters"
+  field { name: "max_batch_size" number: 1 label: LABEL_OPTIONAL type: TYPE_MESSAGE
+          type_name: ".google.protobuf.Int64Value" }
+  field { name: "batch_timeout_micros" number: 2 label: LABEL_OPTIONAL type: TYPE_MESSAGE
+          type_name: ".google.protobuf.Int64Value" }
+  field { name: "max_enqueued_batches" number: 3 label: LABEL_OPTIONAL type: TYPE_MESSAGE
+          type_name: ".google.protobuf.Int64Value" }
+  field { name: "num_batch_threads" number: 4 label: LABEL_OPTIONAL type: TYPE_MESSAGE
+          type_name: ".google.protobuf.Int64Value" } }
+"""
 INSTALL_HINT = ("install TF Serving (Google's apt repository "
                 "https://storage.googleapis.com/tensorflow-serving-apt, package tensorflow-model-server) and put "
                 f"{BINARY} on PATH, or set server.options.tfserving.binary, or container_image: tensorflow/serving "
@@ -88,21 +120,20 @@ class TFServingAdapter(Adapter):
         return Artifact(self.name, model.name, base, tuple(sorted(base.rglob("*"))))
 
     def server_files(self, artifact: Artifact, run_dir: Path) -> dict[str, Path]:
-        """The model config, monitoring and (if batching) batching parameter files, paths as the server sees them."""
+        """The model config, monitoring and (if batching) batching parameter files, in the protobuf text format
+        tensorflow_model_server reads; paths as the server sees them."""
+        from google.protobuf import text_format
+
         models_root = CONTAINER_MODELS if self.settings["container_image"] else str(artifact.path)
+        messages = {"model_config": model_server_config(artifact.model, f"{models_root}/{artifact.model}"),
+                    "monitoring": monitoring_config(METRICS_PATH)}
+        if self.settings["batching"]:
+            messages["batching"] = batching_parameters({key: self.settings[key] for key in BATCHING_PARAMETERS})
         config = run_dir / "tfserving"
         config.mkdir(parents=True, exist_ok=True)
-        files = {"model_config": config / "models.config", "monitoring": config / "monitoring.config"}
-        files["model_config"].write_text(
-            "model_config_list {\n  config {\n"
-            f'    name: "{artifact.model}"\n    base_path: "{models_root}/{artifact.model}"\n'
-            '    model_platform: "tensorflow"\n  }\n}\n')
-        files["monitoring"].write_text(f'prometheus_config {{\n  enable: true\n  path: "{METRICS_PATH}"\n}}\n')
-        if self.settings["batching"]:
-            files["batching"] = config / "batching.config"
-            files["batching"].write_text("".join(
-                f"{key} {{ value: {self.settings[key]} }}\n"
-                for key in ("max_batch_size", "batch_timeout_micros", "num_batch_threads", "max_enqueued_batches")))
+        files = {key: config / CONFIG_FILES[key] for key in messages}
+        for key, message in messages.items():
+            files[key].write_text(text_format.MessageToString(message))
         return files
 
     # -- launching ----------------------------------------------------------------------------------------------
@@ -140,10 +171,11 @@ class TFServingAdapter(Adapter):
     def request(self, model: ModelSpec, sample: Sample) -> PreparedRequest:
         tensor, preprocess_ms = self._client.preprocess(model.name, sample)
         if self.settings["protocol"] == "grpc":
-            return PreparedRequest("GRPC", PREDICT_METHOD, encode_grpc_request(model.name, tensor), {}, sample.name,
-                                   preprocess_ms)
-        return PreparedRequest("POST", f"/v1/models/{model.name}:predict", encode_rest_request(tensor),
-                               {"Content-Type": "application/json"}, sample.name, preprocess_ms)
+            return PreparedRequest(protocol="grpc", path=PREDICT_METHOD, body=encode_grpc_request(model.name, tensor),
+                                   sample=sample.name, client_preprocess_ms=preprocess_ms)
+        return PreparedRequest(path=f"/v1/models/{model.name}:predict", body=encode_rest_request(tensor),
+                               headers={"Content-Type": "application/json"}, sample=sample.name,
+                               client_preprocess_ms=preprocess_ms)
 
     def decode(self, model: ModelSpec, status: int, body: bytes) -> Output | None:
         array = decode_grpc_response(body) if self.settings["protocol"] == "grpc" else decode_rest_response(body)
@@ -151,6 +183,45 @@ class TFServingAdapter(Adapter):
 
     def scrape_metrics(self, launch: LaunchSpec, ports: Ports) -> dict[str, float]:
         return prometheus_counters(get_text(f"http://127.0.0.1:{ports.http}{METRICS_PATH}"), METRICS, {})
+
+
+# -- TF Serving's config files (also read by the test-only stand-in) ----------------------------------------------
+
+@functools.cache
+def config_message_classes() -> tuple[type, type]:
+    """(MonitoringConfig, BatchingParameters) built from CONFIG_PROTOS, in a pool of their own so that they never
+    clash with a tensorflow-serving-api that ships them."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(text_format.Parse(CONFIG_PROTOS, descriptor_pb2.FileDescriptorProto()))
+    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.serving.{name}"))
+                 for name in ("MonitoringConfig", "BatchingParameters"))
+
+
+def model_server_config(name: str, base_path: str):
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
+    config.model_config_list.config.add(name=name, base_path=base_path, model_platform="tensorflow")
+    return config
+
+
+def monitoring_config(metrics_path: str):
+    monitoring_class, _ = config_message_classes()
+    config = monitoring_class()
+    config.prometheus_config.enable = True
+    config.prometheus_config.path = metrics_path
+    return config
+
+
+def batching_parameters(values: dict[str, int]):
+    _, batching_class = config_message_classes()
+    parameters = batching_class()
+    for key, value in values.items():
+        getattr(parameters, key).value = value  # each an Int64Value: unset means TF Serving's default
+    return parameters
 
 
 # -- TF Serving's wire formats (also spoken by the test-only stand-in) ----------------------------------------------

@@ -20,10 +20,12 @@ import tempfile
 from pathlib import Path
 
 from servingbench.adapters import torchserve_handler
-from servingbench.adapters.base import Adapter, Artifact, Availability, LaunchSpec, Ports, PreparedRequest
+from servingbench.adapters.base import Adapter, Artifact, Availability
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
 from servingbench.errors import ServingbenchError
 from servingbench.exports.torchscript import can_trace, export_torchscript
+from servingbench.launch.contracts import LaunchSpec, Ports
+from servingbench.load.contracts import PreparedRequest
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
 DEFAULTS = {"batch_size": 1, "max_batch_delay_ms": 100, "job_queue_size": 100, "response_timeout_s": 120,
@@ -166,7 +168,7 @@ class TorchServeAdapter(Adapter):
 
     def request(self, model: ModelSpec, sample: Sample) -> PreparedRequest:
         headers = {"Content-Type": sample.content_type, **self._auth_headers()}
-        return PreparedRequest("POST", f"/predictions/{model.name}", sample.data, headers, sample.name)
+        return PreparedRequest(path=f"/predictions/{model.name}", body=sample.data, headers=headers, sample=sample.name)
 
     def decode(self, model: ModelSpec, status: int, body: bytes) -> Output | None:
         return json.loads(body)

@@ -23,16 +23,17 @@ from pathlib import Path
 import torch
 
 from servingbench.adapters import kserve_v2
-from servingbench.adapters.base import (Adapter, Artifact, Availability, ClientSideProcessing, LaunchSpec, Ports,
-                                        PreparedRequest)
+from servingbench.adapters.base import Adapter, Artifact, Availability, ClientSideProcessing
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
 from servingbench.errors import ServingbenchError
-from servingbench.launch.containers import find_runtime, runtime_problem
 from servingbench.exports.onnx import export_onnx
 from servingbench.exports.savedmodel import INPUT as SAVEDMODEL_INPUT
 from servingbench.exports.savedmodel import OUTPUT as SAVEDMODEL_OUTPUT
 from servingbench.exports.savedmodel import export_savedmodel, variable_axes
 from servingbench.exports.torchscript import can_trace, export_torchscript
+from servingbench.launch.containers import find_runtime, runtime_problem
+from servingbench.launch.contracts import LaunchSpec, Ports
+from servingbench.load.contracts import PreparedRequest
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
 DEFAULTS = {"backend": "python", "max_batch_size": 0, "max_queue_delay_us": 0, "protocol": "http",
@@ -46,8 +47,10 @@ PROTOCOLS = ("http", "grpc")
 PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
 MANIFEST = "servingbench.json"  # what model.py reads: model, size, network, tensor names
 INPUT, OUTPUT = "INPUT__0", "OUTPUT__0"  # the pytorch backend's naming convention; fine for all backends
+# config.pbtxt's DataType names (model_config.proto) and platforms of the backends that take one.
 TRITON_TYPES = {torch.float32: "TYPE_FP32", torch.int64: "TYPE_INT64", torch.float16: "TYPE_FP16",
                 torch.int32: "TYPE_INT32"}
+PLATFORMS = {"pytorch": "pytorch_libtorch", "tensorflow": "tensorflow_savedmodel"}
 # Triton's counters, in servingbench's names (see Adapter.scrape_metrics).
 METRICS = {"nv_inference_request_success": "requests_total",
            "nv_inference_request_duration_us": "server_us_total",
@@ -55,6 +58,23 @@ METRICS = {"nv_inference_request_success": "requests_total",
            "nv_inference_compute_input_duration_us": "compute_input_us_total",
            "nv_inference_compute_infer_duration_us": "inference_us_total",
            "nv_inference_compute_output_duration_us": "compute_output_us_total"}
+
+
+def _triton_type(tensor: torch.Tensor) -> str:
+    if tensor.dtype not in TRITON_TYPES:
+        raise ServingbenchError(f"no Triton type for {tensor.dtype}")
+    return TRITON_TYPES[tensor.dtype]
+
+
+def _varying_axes(shapes: list[torch.Size]) -> tuple[int, ...]:
+    """Axes (besides the batch) whose size differs between shapes: the output side of savedmodel.variable_axes."""
+    return tuple(axis for axis in range(1, len(shapes[0])) if len({shape[axis] for shape in shapes}) > 1)
+
+
+def _dims(shape: torch.Size, variable: tuple[int, ...], batching: bool) -> list[int]:
+    """config.pbtxt dims: -1 on variable axes; no batch axis when Triton batches (it adds its own)."""
+    dims = [-1 if axis in variable else size for axis, size in enumerate(shape)]
+    return dims[1:] if batching else dims
 
 
 def _bundled_root() -> Path | None:
@@ -128,9 +148,6 @@ class TritonAdapter(Adapter):
         shutil.rmtree(repo, ignore_errors=True)
         version = repo / model.name / "1"
         version.mkdir(parents=True)
-        example = loaded.preprocess(model.samples()[0].data)
-        with torch.inference_mode():
-            example_output = loaded.network(example)
         manifest = {"model": model.name, "size": model.size, "threads": self.study.server.threads,
                     "input": INPUT, "output": OUTPUT}
         if backend == "python":
@@ -150,7 +167,7 @@ class TritonAdapter(Adapter):
             export_savedmodel(model, loaded, version / "model.savedmodel", variable_axes(model, loaded))
         else:
             raise ServingbenchError(f"server.options.triton.backend: unknown backend '{backend}'")
-        (repo / model.name / "config.pbtxt").write_text(self.model_config(model.name, example, example_output))
+        (repo / model.name / "config.pbtxt").write_text(self.model_config(model, loaded))
         self._client.keep(model.name, loaded)
         return Artifact(self.name, model.name, repo, tuple(sorted(repo.rglob("*"))))
 
@@ -158,28 +175,32 @@ class TritonAdapter(Adapter):
         """A SavedModel's tensors are its signature's; every other backend uses INPUT__0 / OUTPUT__0."""
         return (SAVEDMODEL_INPUT, SAVEDMODEL_OUTPUT) if self.settings["backend"] == "tensorflow" else (INPUT, OUTPUT)
 
-    def model_config(self, name: str, example: torch.Tensor, example_output: torch.Tensor) -> str:
-        """config.pbtxt; every dimension variable (-1) but the batch one when Triton batches."""
-        batch = self.settings["max_batch_size"]
+    def model_config(self, model: ModelSpec, loaded: LoadedModel) -> str:
+        """config.pbtxt declaring the real tensor shapes, so that perf_analyzer and Model Analyzer take the
+        repository without --shape: a dimension is the samples' size, or -1 where the samples differ along it
+        (Triton rejects a request whose shape differs from a fixed dimension). With max_batch_size > 0 the
+        batch dimension is left out: Triton adds its own."""
+        from google.protobuf import text_format
+        from tritonclient.grpc import model_config_pb2
 
-        def tensor(tensor_name: str, value: torch.Tensor) -> str:
-            dims = [-1] * (value.dim() - (1 if batch else 0))
-            if value.dtype not in TRITON_TYPES:
-                raise ServingbenchError(f"no Triton type for {value.dtype}")
-            return f'{{ name: "{tensor_name}" data_type: {TRITON_TYPES[value.dtype]} dims: {dims} }}'
-
-        backend = self.settings["backend"]
-        platform = {"pytorch": 'platform: "pytorch_libtorch"', "tensorflow": 'platform: "tensorflow_savedmodel"'}
+        inputs = [loaded.preprocess(sample.data) for sample in model.samples()]
+        with torch.inference_mode():
+            outputs = [loaded.network(tensor) for tensor in inputs]
+        backend, batch = self.settings["backend"], self.settings["max_batch_size"]
+        config = model_config_pb2.ModelConfig(name=model.name, max_batch_size=batch)
+        if backend in PLATFORMS:
+            config.platform = PLATFORMS[backend]
+        else:
+            config.backend = backend
         input_name, output_name = self._tensor_names()
-        lines = [f'name: "{name}"',
-                 platform.get(backend, f'backend: "{backend}"'),
-                 f"max_batch_size: {batch}",
-                 f"input [ {tensor(input_name, example)} ]",
-                 f"output [ {tensor(output_name, example_output)} ]",
-                 f"instance_group [ {{ kind: KIND_CPU count: {self.study.server.workers} }} ]"]
+        config.input.add(name=input_name, data_type=_triton_type(inputs[0]),
+                         dims=_dims(inputs[0].shape, variable_axes(model, loaded), batch))
+        config.output.add(name=output_name, data_type=_triton_type(outputs[0]),
+                          dims=_dims(outputs[0].shape, _varying_axes([o.shape for o in outputs]), batch))
+        config.instance_group.add(kind=model_config_pb2.ModelInstanceGroup.KIND_CPU, count=self.study.server.workers)
         if batch:
-            lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {self.settings['max_queue_delay_us']} }}")
-        return "\n".join(lines) + "\n"
+            config.dynamic_batching.max_queue_delay_microseconds = self.settings["max_queue_delay_us"]
+        return text_format.MessageToString(config)
 
     # -- launching ----------------------------------------------------------------------------------------------
 
@@ -242,11 +263,12 @@ class TritonAdapter(Adapter):
         if self.settings["protocol"] == "grpc":
             from servingbench.adapters import kserve_v2_grpc
 
-            return PreparedRequest("GRPC", kserve_v2_grpc.INFER_METHOD,
-                                   kserve_v2_grpc.encode_request(model.name, {input_name: tensor}, [output_name]), {},
-                                   sample.name, preprocess_ms)
+            return PreparedRequest(protocol="grpc", path=kserve_v2_grpc.INFER_METHOD,
+                                   body=kserve_v2_grpc.encode_request(model.name, {input_name: tensor}, [output_name]),
+                                   sample=sample.name, client_preprocess_ms=preprocess_ms)
         body, headers = kserve_v2.encode_request({input_name: tensor}, [output_name], self.settings["binary"])
-        return PreparedRequest("POST", f"/v2/models/{model.name}/infer", body, headers, sample.name, preprocess_ms)
+        return PreparedRequest(path=f"/v2/models/{model.name}/infer", body=body, headers=headers, sample=sample.name,
+                               client_preprocess_ms=preprocess_ms)
 
     def decode(self, model: ModelSpec, status: int, body: bytes) -> Output | None:
         if self.settings["protocol"] == "grpc":

@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow as pa
 
 from servingbench.analysis.stats import latency_summary, summarize_records
-from servingbench.results.schema import LatencyMs, TrialCounts
+from servingbench.results.schema import LatencyMs, LoadGenVerdict, TrialCounts
 
 # Which summary line is the scenario's throughput; MultiStream reports none (its metric is a latency
 # percentile), so there the rate of completions recorded in the window stands in.
@@ -56,20 +56,24 @@ def send_delay_ms(records: pa.Table) -> LatencyMs | None:
 
 
 def loadgen_counts(scenario: str, values: dict[str, str], detail: dict[str, object], records: pa.Table,
-                   start_ns: int, end_ns: int) -> tuple[TrialCounts, dict]:
+                   start_ns: int, end_ns: int, percentile: float) -> tuple[TrialCounts, LoadGenVerdict]:
     """Throughput and latency as LoadGen measured them (from its schedule); failures from our records."""
     ours = summarize_records(records, start_ns, end_ns)
     latency = LatencyMs(mean=_ms(values, "mean latency (ns)"), min=_ms(values, "min latency (ns)"),
                         p50=_ms(values, "50.00 percentile latency (ns)"), p90=_ms(values, "90.00 percentile latency (ns)"),
                         p95=_ms(values, "95.00 percentile latency (ns)"), p99=_ms(values, "99.00 percentile latency (ns)"),
                         max=_ms(values, "max latency (ns)"))
-    line = values.get(THROUGHPUT.get(scenario, ""))
-    throughput = float(re.match(r"[\d.]+", line).group()) if line else ours.throughput_rps
+    number = re.match(r"[\d.]+", values.get(THROUGHPUT.get(scenario, ""), ""))
+    throughput = float(number.group()) if number else ours.throughput_rps
     counts = ours.model_copy(update={"throughput_rps": throughput, "latency_ms": latency})
-    result = {"valid": values.get("result is") == "VALID", "result": values.get("result is", "unknown"),
-              "scheduled_per_s": float(values.get("scheduled samples per second", "nan")),
-              "early_stopping_satisfied": values.get("early stopping satisfied", "").lower() == "yes",
-              "performance_constraints_satisfied":
-                  values.get("performance constraints satisfied", "").lower() == "yes",
-              "queries": detail.get("result_query_count"), "samples_per_query": int(values.get("samples_per_query", 1))}
-    return counts, result
+    queries = detail.get("result_query_count")
+    verdict = LoadGenVerdict(
+        valid=values.get("result is") == "VALID", result=values.get("result is", "unknown"),
+        scheduled_per_s=float(values["scheduled samples per second"]) if "scheduled samples per second" in values
+        else None,
+        early_stopping_satisfied=values.get("early stopping satisfied", "").lower() == "yes",
+        performance_constraints_satisfied=values.get("performance constraints satisfied", "").lower() == "yes",
+        queries=int(queries) if isinstance(queries, (int, float, str)) else None,
+        samples_per_query=int(values.get("samples_per_query", 1)),
+        bounded_latency_ms=percentile_latency_ms(values, percentile))
+    return counts, verdict

@@ -42,6 +42,7 @@ def summarize_records(records: pa.Table, measure_start_ns: int, measure_end_ns: 
     errors = records.column("error").to_numpy(zero_copy_only=False)
     measured_errors = errors[in_window_sent & ~ok]
     kinds, counts = np.unique(measured_errors.astype(str), return_counts=True) if measured_errors.size else ((), ())
+    silence_ms, silence_at_s = longest_silence(end[in_window_done], measure_start_ns, measure_end_ns)
     return TrialCounts(
         requests=int(in_window_sent.sum()),
         ok=int((in_window_sent & ok).sum()),
@@ -51,11 +52,24 @@ def summarize_records(records: pa.Table, measure_start_ns: int, measure_end_ns: 
         failures_per_s=float((in_window_done & ~ok).sum() / window_s),
         latency_ms=latency_summary(latency_ms[in_window_sent & ok]),
         errors={str(k): int(c) for k, c in zip(kinds, counts)},
+        longest_silence_ms=silence_ms,
+        longest_silence_at_s=silence_at_s,
     )
 
 
+def longest_silence(answered_ns: np.ndarray, start_ns: int, end_ns: int) -> tuple[float, float]:
+    """(ms, seconds into the window) of the longest span in the window without any answer, edges included:
+    a server that pauses (a stopped process, a long GC) shows here even when few requests see it."""
+    edges = np.concatenate(([start_ns], np.sort(answered_ns), [end_ns]))
+    gaps = np.diff(edges)
+    longest = int(np.argmax(gaps))
+    return float(gaps[longest] / 1e6), float((edges[longest] - start_ns) / 1e9)
+
+
 def estimate(values: list[float]) -> Estimate:
-    """Mean with a two-sided 95% t interval; no interval from a single value."""
+    """Mean with a two-sided 95% t interval; no interval from a single value.
+
+    Every quantity estimated here (rates, latencies) is non-negative, so the interval is cut at 0."""
     n = len(values)
     if n == 0:
         return Estimate(mean=None, ci95_low=None, ci95_high=None, n=0)
@@ -64,20 +78,21 @@ def estimate(values: list[float]) -> Estimate:
         return Estimate(mean=mean, ci95_low=None, ci95_high=None, n=n)
     sem = float(np.std(values, ddof=1)) / math.sqrt(n)
     half = float(scipy_stats.t.ppf(0.975, n - 1)) * sem
-    return Estimate(mean=mean, ci95_low=mean - half, ci95_high=mean + half, n=n)
+    return Estimate(mean=mean, ci95_low=max(0.0, mean - half), ci95_high=mean + half, n=n)
 
 
 LATENCY_STATS = ("mean", "p50", "p90", "p95", "p99")
 
 
 def aggregate_cell(cell: CellSummary) -> CellSummary:
-    """Fill a cell's across-repetition estimates from its trials."""
-    trials = cell.repetitions
+    """Fill a cell's across-repetition estimates from its trials that measured the server (a trial in which
+    it died or never answered is kept in `repetitions` as evidence, never averaged in)."""
+    trials = [t for t in cell.repetitions if t.measured]
     with_latency = [t.latency_ms for t in trials if t.latency_ms is not None]
     latency = {s: estimate([getattr(lat, s) for lat in with_latency]) for s in LATENCY_STATS} if with_latency else {}
     return cell.model_copy(update={
-        "requests": sum(t.requests for t in trials),
-        "failed": sum(t.failed for t in trials),
+        "requests": sum(t.requests for t in cell.repetitions),
+        "failed": sum(t.failed for t in cell.repetitions),
         "throughput_rps": estimate([t.throughput_rps for t in trials]),
         "failures_per_s": estimate([t.failures_per_s for t in trials]),
         "latency_ms": {s: e.mean for s, e in latency.items()},

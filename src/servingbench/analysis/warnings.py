@@ -6,6 +6,9 @@ import statistics
 from servingbench.results.schema import CellSummary, Stability, TrialCounts
 
 LOAD_CPU_BOUND_PERCENT = 90.0
+# A span without answers this many times the trial's p99 (and at least STALL_MIN_MS) is a stall.
+STALL_FACTOR = 10.0
+STALL_MIN_MS = 1000.0
 HIGH_VARIATION = 0.10  # coefficient of variation of throughput across repetitions
 
 
@@ -18,18 +21,37 @@ def trial_warnings(counts: TrialCounts, load_cpu_percent: float, stability: Stab
     if load_cpu_percent >= LOAD_CPU_BOUND_PERCENT:
         found.append(f"load generator used {load_cpu_percent:.0f}% of a core: throughput may be its limit, "
                      "not the server's; run fewer users or the generator on another host")
-    if counts.requests and counts.ok == 0:
-        top = max(counts.errors, key=counts.errors.get) if counts.errors else "unknown"
-        found.append(f"no request succeeded (most common error: {top})")
-    elif counts.failed:
+    if counts.failed and counts.ok:  # none answered at all: not_a_measurement() says so, as the cell's reason
         found.append(f"{counts.failed} of {counts.requests} requests failed")
+    stall = stall_warning(counts)
+    if stall:
+        found.append(stall)
     if counts.ok and counts.ok < 10:
         found.append(f"only {counts.ok} successful requests in the window: lengthen duration_s for stable figures")
     return found
 
 
+def stall_warning(counts: TrialCounts) -> str | None:
+    if counts.latency_ms is None or counts.longest_silence_ms is None or counts.longest_silence_at_s is None:
+        return None
+    if counts.longest_silence_ms < max(STALL_FACTOR * counts.latency_ms.p99, STALL_MIN_MS):
+        return None
+    return (f"stall: no answer for {counts.longest_silence_ms / 1000:.1f} s from {counts.longest_silence_at_s:.1f} s "
+            f"into the window (p99 is {counts.latency_ms.p99:.1f} ms): the server or the host paused")
+
+
+def not_a_measurement(counts: TrialCounts) -> str | None:
+    """Why a trial measured nothing of the server, or None: no request sent, or none answered successfully."""
+    if counts.requests == 0:
+        return "no request was sent in the measurement window"
+    if counts.ok == 0:
+        top = max(counts.errors, key=lambda kind: counts.errors[kind]) if counts.errors else "unknown error"
+        return f"all {counts.requests} requests failed: {top}"
+    return None
+
+
 def cell_warnings(cell: CellSummary) -> list[str]:
-    rates = [t.throughput_rps for t in cell.repetitions]
+    rates = [t.throughput_rps for t in cell.repetitions if t.measured]
     if len(rates) >= 2 and statistics.fmean(rates) > 0:
         variation = statistics.stdev(rates) / statistics.fmean(rates)
         if variation > HIGH_VARIATION:

@@ -6,22 +6,25 @@ from pathlib import Path
 
 import torch
 
-from servingbench.errors import ServingbenchError
+from servingbench.errors import UnsupportedModel, describe
 from servingbench.models.base import LoadedModel, ModelSpec
 
 
 def export_onnx(model: ModelSpec, loaded: LoadedModel, path: Path, input_name: str, output_name: str) -> Path:
     module = loaded.traceable()
     if module is None:
-        raise ServingbenchError(f"{model.name}'s network can't be exported to ONNX (e.g. a generate() loop)")
+        raise UnsupportedModel(f"{model.name}'s network can't be exported to ONNX (e.g. a generate() loop)")
     example = loaded.preprocess(model.samples()[0].data)
-    with torch.inference_mode():
-        rank_out = module(example).dim()
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=[input_name],
-                          output_names=[output_name],
-                          dynamic_axes={input_name: {i: f"in{i}" for i in range(example.dim())},
-                                        output_name: {i: f"out{i}" for i in range(rank_out)}})
+        try:
+            with torch.inference_mode():
+                rank_out = module(example).dim()
+            torch.onnx.export(module, (example,), str(path), dynamo=False, input_names=[input_name],
+                              output_names=[output_name],
+                              dynamic_axes={input_name: {i: f"in{i}" for i in range(example.dim())},
+                                            output_name: {i: f"out{i}" for i in range(rank_out)}})
+        except Exception as exc:  # noqa: BLE001 - the exporter's own message is the reason
+            raise UnsupportedModel(f"{model.name}'s network can't be exported to ONNX: {describe(exc)}") from exc
     return path

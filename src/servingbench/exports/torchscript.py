@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from servingbench.errors import ServingbenchError
+from servingbench.errors import UnsupportedModel, describe
 from servingbench.models.base import LoadedModel, ModelSpec
 
 
@@ -18,13 +18,16 @@ def export_torchscript(model: ModelSpec, loaded: LoadedModel, path: Path) -> Pat
     """Trace the network on the model's first sample and save it; the trace is checked on that sample."""
     module = loaded.traceable()
     if module is None:
-        raise ServingbenchError(f"{model.name}'s network can't be traced (e.g. a generate() loop)")
+        raise UnsupportedModel(f"{model.name}'s network can't be traced (e.g. a generate() loop)")
     example = loaded.preprocess(model.samples()[0].data)
     # The tracer warns that shape checks become constants (channels, batch of one): expected here,
     # and the served outputs are compared with the eager model before any load.
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        traced = torch.jit.trace(module, example, check_trace=False)
+        try:
+            traced = torch.jit.trace(module, example, check_trace=False)
+        except Exception as exc:  # noqa: BLE001 - the tracer's own message is the reason
+            raise UnsupportedModel(f"{model.name}'s network can't be traced to TorchScript: {describe(exc)}") from exc
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.jit.save(traced, str(path))
     return path

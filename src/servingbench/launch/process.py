@@ -119,6 +119,23 @@ def _signal_group(pgid: int, sig: int) -> None:
         pass
 
 
+def probe_ready(url: str, expect_status: int | None = 200, expect_body: str | None = None,
+                headers: Callable[[], dict[str, str]] | None = None, timeout_s: float = 2.0) -> str | None:
+    """One readiness request: None when `url` answers `expect_status` (None: any HTTP answer) with
+    `expect_body` in it, else what it answered instead."""
+    try:
+        request = urllib.request.Request(url, headers=headers() if headers else {})
+        with urllib.request.urlopen(request, timeout=timeout_s) as resp:
+            body = resp.read().decode(errors="replace")
+            if expect_status in (None, resp.status) and (expect_body is None or expect_body in body):
+                return None
+            return f"HTTP {resp.status}: {body[:100]}"
+    except urllib.error.HTTPError as exc:
+        return None if expect_status in (None, exc.code) else f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        return str(getattr(exc, "reason", exc))
+
+
 def wait_ready(proc: ManagedProcess | None, url: str, timeout_s: float, expect_status: int | None = 200,
                on_wait: Callable[[float], None] | None = None,
                headers: Callable[[], dict[str, str]] | None = None,
@@ -129,7 +146,6 @@ def wait_ready(proc: ManagedProcess | None, url: str, timeout_s: float, expect_s
     (a server can hang while loading, e.g. Triton with a broken library path).
     """
     start = time.monotonic()
-    last_error = "no answer yet"
     while True:
         waited = time.monotonic() - start
         if proc is not None and proc.exited() is not None:
@@ -140,23 +156,13 @@ def wait_ready(proc: ManagedProcess | None, url: str, timeout_s: float, expect_s
             fatal = next((p for p in fatal_log_patterns if p in log), None)
             if fatal:
                 raise ServerStartError(f"{proc.name} will not get ready: its log says '{fatal}'", proc.log_tail(30))
-        try:
-            request = urllib.request.Request(url, headers=headers() if headers else {})
-            with urllib.request.urlopen(request, timeout=2) as resp:
-                body = resp.read().decode(errors="replace")
-                if expect_status in (None, resp.status) and (expect_body is None or expect_body in body):
-                    return waited
-                last_error = f"HTTP {resp.status}: {body[:100]}"
-        except urllib.error.HTTPError as exc:
-            last_error = f"HTTP {exc.code}"
-            if expect_status in (None, exc.code):
-                return waited
-        except (urllib.error.URLError, OSError) as exc:
-            last_error = str(getattr(exc, "reason", exc))
+        problem = probe_ready(url, expect_status, expect_body, headers)
+        if problem is None:
+            return waited
         if waited > timeout_s:
             what = proc.name if proc else url
             log = proc.log_tail() if proc else ""
-            raise ServerStartError(f"{what} not ready after {timeout_s:.0f} s at {url} ({last_error})", log)
+            raise ServerStartError(f"{what} not ready after {timeout_s:.0f} s at {url} ({problem})", log)
         if on_wait:
             on_wait(waited)
         time.sleep(0.2)
@@ -167,9 +173,12 @@ def stop_all() -> None:
         proc.stop(grace_s=5)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: unwinds like Ctrl-C (so `with` blocks stop their children), but exits 143, not 130."""
+
+
 def _on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
-    # Turn SIGTERM into the same unwinding as Ctrl-C, so `with` blocks stop their children.
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def install_cleanup() -> None:

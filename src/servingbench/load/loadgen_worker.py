@@ -10,19 +10,18 @@ left). In accuracy mode the answers go back to LoadGen, which logs them. Its own
 from __future__ import annotations
 
 import array
-import base64
-import json
 import os
 import queue
 import sys
 import threading
 import time
-from pathlib import Path
 
 import mlperf_loadgen as lg
 
+from servingbench.load.contracts import LoadGenPlan, LoadGenResult
 from servingbench.load.records import RecordWriter
 from servingbench.load.transport import Connection
+from servingbench.load.worker_io import cpu_percent, read_plan, write_result
 
 EXPECTED_LATENCY_NS = 1_000_000
 SCENARIOS = {"single_stream": "SingleStream", "multi_stream": "MultiStream", "server": "Server",
@@ -30,14 +29,14 @@ SCENARIOS = {"single_stream": "SingleStream", "multi_stream": "MultiStream", "se
 
 
 class Sut:
-    def __init__(self, plan: dict):
+    def __init__(self, plan: LoadGenPlan):
         self.plan = plan
-        self.requests = [(r["method"], r["path"], base64.b64decode(r["body"]), r["headers"]) for r in plan["requests"]]
+        self.requests = plan.requests
         self.pending: queue.Queue = queue.Queue()
         self.rows: list[tuple] = []
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._send_forever, args=(i,), daemon=True)
-                        for i in range(plan["senders"])]
+                        for i in range(plan.senders)]
         for thread in self.threads:
             thread.start()
 
@@ -47,7 +46,7 @@ class Sut:
             self.pending.put((sample.id, sample.index, issued))
 
     def _send_forever(self, worker_id: int) -> None:
-        connection = Connection(self.plan["base_url"], self.plan["request_timeout_s"])
+        connection = Connection(self.plan.base_url, self.plan.request_timeout_s)
         while (item := self.pending.get()) is not None:
             query_id, index, issued = item
             request = self.requests[index % len(self.requests)]
@@ -55,8 +54,8 @@ class Sut:
             status, answer, error = connection.send(request)
             end = time.perf_counter_ns()
             with self.lock:
-                self.rows.append((worker_id, index, sent, end, status, error, len(request[2]), len(answer), issued))
-            if self.plan["accuracy"] and error is None:
+                self.rows.append((worker_id, index, sent, end, status, error, len(request.body), len(answer), issued))
+            if self.plan.accuracy and error is None:
                 data = array.array("B", answer)  # LoadGen copies the answer before this call returns
                 address, length = data.buffer_info()
                 lg.QuerySamplesComplete([lg.QuerySampleResponse(query_id, address, length)])
@@ -68,34 +67,33 @@ class Sut:
         for _ in self.threads:
             self.pending.put(None)
         for thread in self.threads:
-            thread.join(timeout=self.plan["request_timeout_s"] + 5)
+            thread.join(timeout=self.plan.request_timeout_s + 5)
 
 
-def test_settings(plan: dict) -> "lg.TestSettings":
+def test_settings(plan: LoadGenPlan) -> "lg.TestSettings":
     settings = lg.TestSettings()
-    settings.scenario = getattr(lg.TestScenario, SCENARIOS[plan["scenario"]])
-    settings.mode = lg.TestMode.AccuracyOnly if plan["accuracy"] else lg.TestMode.PerformanceOnly
-    settings.min_duration_ms = int(plan["duration_s"] * 1000)
-    settings.min_query_count = plan["min_query_count"]
-    settings.server_target_qps = plan["target_qps"]
-    settings.offline_expected_qps = plan["target_qps"]
-    settings.server_target_latency_ns = int(plan["latency_bound_ms"] * 1e6)
-    settings.server_target_latency_percentile = plan["latency_percentile"] / 100
+    settings.scenario = getattr(lg.TestScenario, SCENARIOS[plan.scenario])
+    settings.mode = lg.TestMode.AccuracyOnly if plan.accuracy else lg.TestMode.PerformanceOnly
+    settings.min_duration_ms = int(plan.duration_s * 1000)
+    settings.min_query_count = plan.min_query_count
+    settings.server_target_qps = plan.target_qps
+    settings.offline_expected_qps = plan.target_qps
+    settings.server_target_latency_ns = int(plan.latency_bound_ms * 1e6)
+    settings.server_target_latency_percentile = plan.latency_percentile / 100
     # LoadGen sizes its query list from these; too low only makes the list longer than the run needs.
     settings.single_stream_expected_latency_ns = EXPECTED_LATENCY_NS
     settings.multi_stream_expected_latency_ns = EXPECTED_LATENCY_NS
     return settings
 
 
-def run(plan: dict) -> dict:
+def run(plan: LoadGenPlan) -> LoadGenResult:
     sut = Sut(plan)
     loadgen_sut = lg.ConstructSUT(sut.issue_queries, lambda: None)
     count = len(sut.requests)
     qsl = lg.ConstructQSL(count, count, lambda indices: None, lambda indices: None)
-    log_dir = Path(plan["log_dir"])
-    log_dir.mkdir(parents=True, exist_ok=True)
+    plan.log_dir.mkdir(parents=True, exist_ok=True)
     output = lg.LogOutputSettings()
-    output.outdir = str(log_dir)
+    output.outdir = str(plan.log_dir)
     output.copy_summary_to_stdout = False
     log_settings = lg.LogSettings()
     log_settings.log_output = output
@@ -105,16 +103,15 @@ def run(plan: dict) -> dict:
     sut.stop()
     lg.DestroyQSL(qsl)
     lg.DestroySUT(loadgen_sut)
-    writer = RecordWriter(Path(plan["records_path"]), plan["trial_id"])
+    writer = RecordWriter(plan.records_path, plan.trial_id)
     writer.write(sut.rows, start)
     writer.close()
-    busy_s = (cpu_at_end.user - cpu_at_start.user) + (cpu_at_end.system - cpu_at_start.system)
-    return {"start_ns": start, "end_ns": end, "load_cpu_percent": 100.0 * busy_s / ((end - start) / 1e9)}
+    return LoadGenResult(start_ns=start, end_ns=end, load_cpu_percent=cpu_percent(cpu_at_start, cpu_at_end, start, end))
 
 
 def main(argv: list[str]) -> int:
-    plan = json.loads(Path(argv[1]).read_text())
-    Path(plan["result_path"]).write_text(json.dumps(run(plan)))
+    plan = read_plan(argv, LoadGenPlan)
+    write_result(plan, run(plan))
     return 0
 
 

@@ -6,17 +6,15 @@ connection and sends its next request as soon as the previous answer arrives (no
 in the study). Locust rounds its own response times, so users append exact perf_counter_ns
 timings to a list that a flusher writes to Parquet every second (with `until_stable`, once the
 measurement window is known). HTTP goes through
-geventhttpclient; gRPC (base URL grpc://host:port) through grpcio in gevent mode.
+geventhttpclient; gRPC (the plan's protocol) through grpcio in gevent mode.
 """
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import os
 import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 import gevent
@@ -27,7 +25,9 @@ from locust import User, task
 from locust.env import Environment
 from locust.exception import StopUser
 
+from servingbench.load.contracts import ClosedLoopPlan, ClosedLoopResult, WindowStability
 from servingbench.load.records import RawRow, RecordWriter
+from servingbench.load.worker_io import cpu_percent, read_plan, write_result
 
 FLUSH_INTERVAL_S = 1.0
 WINDOWS_AGREEING = 3  # as perf_analyzer: the last three measurement windows must agree
@@ -36,10 +36,10 @@ WINDOWS_AGREEING = 3  # as perf_analyzer: the last three measurement windows mus
 class Trial:
     """Shared state of one trial: the plan, the window and the rows not yet written."""
 
-    def __init__(self, plan: dict):
+    def __init__(self, plan: ClosedLoopPlan):
         self.plan = plan
-        self.url = URL(plan["base_url"])
-        self.requests = [(r["method"], r["path"], base64.b64decode(r["body"]), r["headers"]) for r in plan["requests"]]
+        self.url = URL(plan.base_url)
+        self.requests = [(r.method, r.path, r.body, r.headers) for r in plan.requests]
         self.rows: list[RawRow] = []
         self.measure_start_ns: int | None = None
         self.stop_sending_ns: int | None = None  # users send nothing after this instant
@@ -84,8 +84,8 @@ def grpc_sender(trial: Trial, timeout: float) -> tuple[Sender, Callable[[], None
 
 
 def make_user_class(trial: Trial) -> type[User]:
-    timeout = trial.plan["request_timeout_s"]
-    make_sender = grpc_sender if trial.plan["base_url"].startswith("grpc://") else http_sender
+    timeout = trial.plan.request_timeout_s
+    make_sender = grpc_sender if trial.plan.protocol == "grpc" else http_sender
     perf_ns = time.perf_counter_ns
 
     class ClosedLoopUser(User):
@@ -143,22 +143,25 @@ def window_stats(rows: list[RawRow], window_s: float) -> tuple[float, float | No
 
 def agree(values: list[float | None], tolerance_pct: float) -> bool:
     """All present and within `tolerance_pct` of their mean from lowest to highest."""
-    if any(v is None for v in values) or not values:
+    present = [v for v in values if v is not None]
+    if not present or len(present) < len(values):
         return False
-    mean = sum(values) / len(values)
-    return mean > 0 and (max(values) - min(values)) / mean * 100 <= tolerance_pct
+    mean = sum(present) / len(present)
+    return mean > 0 and (max(present) - min(present)) / mean * 100 <= tolerance_pct
 
 
-def measure_until_stable(trial: Trial, plan: dict) -> tuple[int, int, os.times_result, os.times_result, dict]:
+def measure_until_stable(trial: Trial, plan: ClosedLoopPlan
+                         ) -> tuple[int, int, os.times_result, os.times_result, WindowStability]:
     """Windows after warm-up until the last WINDOWS_AGREEING agree on throughput and p50 (or time runs out).
 
     The measurement window is those last windows; what came before them was more warm-up. Rows stay
     in memory until then, so each is labelled with its phase once, correctly.
     """
-    window_s, tolerance = plan["stability_window_s"], plan["stability_tolerance_pct"]
-    boundaries, cpu, stats = [time.perf_counter_ns()], [os.times()], []
+    window_s, tolerance = plan.stability_window_s, plan.stability_tolerance_pct
+    boundaries, cpu = [time.perf_counter_ns()], [os.times()]
+    stats: list[tuple[float, float | None]] = []
     scanned, stable = len(trial.rows), False
-    most = int(plan["max_duration_s"] / window_s)
+    most = int(plan.max_duration_s / window_s)
     while not stable and len(stats) < most:
         gevent.sleep(max(0.0, (boundaries[0] + (len(stats) + 1) * window_s * 1e9 - time.perf_counter_ns()) / 1e9))
         boundaries.append(time.perf_counter_ns())
@@ -170,27 +173,27 @@ def measure_until_stable(trial: Trial, plan: dict) -> tuple[int, int, os.times_r
         stable = len(recent) == WINDOWS_AGREEING and all(agree(list(v), tolerance) for v in zip(*recent))
         print("PROGRESS " + json.dumps({"done": done, "phase": "measure", "windows": len(stats)}), flush=True)
     first = max(0, len(boundaries) - 1 - WINDOWS_AGREEING)
-    return boundaries[first], boundaries[-1], cpu[first], cpu[-1], {"windows": len(stats), "stable": stable}
+    return boundaries[first], boundaries[-1], cpu[first], cpu[-1], WindowStability(windows=len(stats), stable=stable)
 
 
-def run(plan: dict) -> dict:
+def run(plan: ClosedLoopPlan) -> ClosedLoopResult:
     trial = Trial(plan)
-    if plan["base_url"].startswith("grpc://"):
+    if plan.protocol == "grpc":
         import grpc.experimental.gevent
 
         grpc.experimental.gevent.init_gevent()  # else every gRPC call blocks all users (gevent's hub)
-    writer = RecordWriter(Path(plan["records_path"]), plan["trial_id"])
+    writer = RecordWriter(plan.records_path, plan.trial_id)
     env = Environment(user_classes=[make_user_class(trial)])
     runner = env.create_local_runner()
-    users = plan["users"]
+    users = plan.users
     runner.start(users, spawn_rate=100)  # Locust warns above 100/s; warm-up starts once all run
     flusher = gevent.spawn(flush_forever, trial, writer)
     deadline = time.monotonic() + 30
     while trial.active_users < users and time.monotonic() < deadline:
         gevent.sleep(0.005)
-    gevent.sleep(plan["warmup_s"])
+    gevent.sleep(plan.warmup_s)
     stability = None
-    if plan["until_stable"]:
+    if plan.until_stable:
         flush(trial, writer)  # the warm-up's rows; later ones wait until the window is known
         flusher.kill()
         start_ns, end_ns, cpu_at_start, cpu_at_end, stability = measure_until_stable(trial, plan)
@@ -198,11 +201,11 @@ def run(plan: dict) -> dict:
     else:
         start_ns = trial.measure_start_ns = time.perf_counter_ns()
         cpu_at_start = os.times()
-        end_ns = trial.stop_sending_ns = start_ns + int(plan["duration_s"] * 1e9)
-        gevent.sleep(plan["duration_s"])
+        end_ns = trial.stop_sending_ns = start_ns + int(plan.duration_s * 1e9)
+        gevent.sleep(plan.duration_s)
         cpu_at_end = os.times()
     # Let requests already sent finish (they belong to the window), bounded by the request timeout.
-    drain_deadline = time.monotonic() + plan["request_timeout_s"] + 5
+    drain_deadline = time.monotonic() + plan.request_timeout_s + 5
     while trial.active_users > 0 and time.monotonic() < drain_deadline:
         gevent.sleep(0.01)
     runner.quit()
@@ -210,20 +213,13 @@ def run(plan: dict) -> dict:
     trial.measure_start_ns = start_ns
     flush(trial, writer)
     writer.close()
-    busy_s = (cpu_at_end.user - cpu_at_start.user) + (cpu_at_end.system - cpu_at_start.system)
-    return {
-        "measure_start_ns": start_ns,
-        "measure_end_ns": end_ns,
-        "load_cpu_percent": 100.0 * busy_s / ((end_ns - start_ns) / 1e9),
-        "stability": stability,
-    }
+    return ClosedLoopResult(measure_start_ns=start_ns, measure_end_ns=end_ns, stability=stability,
+                            load_cpu_percent=cpu_percent(cpu_at_start, cpu_at_end, start_ns, end_ns))
 
 
 def main(argv: list[str]) -> int:
-    plan_path = Path(argv[1])
-    plan = json.loads(plan_path.read_text())
-    result = run(plan)
-    Path(plan["result_path"]).write_text(json.dumps(result))
+    plan = read_plan(argv, ClosedLoopPlan)
+    write_result(plan, run(plan))
     return 0
 
 

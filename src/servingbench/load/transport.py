@@ -1,4 +1,4 @@
-"""Sending prepared requests over one connection: HTTP(S) keep-alive, or gRPC (method "GRPC", body =
+"""Sending prepared requests over one connection: HTTP(S) keep-alive, or gRPC (protocol "grpc", body =
 serialised message, path = the full method name).
 
 Used by the correctness check (one request at a time, untimed) and by LoadGen's sender threads;
@@ -7,12 +7,10 @@ the closed loop has its own gevent senders (locust_worker.py).
 from __future__ import annotations
 
 import http.client
-from typing import Callable
+from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from servingbench.adapters.base import PreparedRequest
-
-GRPC_METHOD = "GRPC"
+from servingbench.load.contracts import PreparedRequest
 
 # (status, body, error): HTTP status or gRPC code (0 = OK), the answer, None when it is a success.
 Answer = tuple[int, bytes, "str | None"]
@@ -23,23 +21,24 @@ class Connection:
 
     def __init__(self, base_url: str, timeout_s: float):
         parts = urlsplit(base_url)
+        if not parts.hostname:
+            raise ValueError(f"no host in base URL '{base_url}'")
         self.timeout_s = timeout_s
         self._netloc = parts.netloc
         self._http: http.client.HTTPConnection | None = None
-        self._grpc = None
+        self._grpc: Any = None  # a grpc.Channel, made on first use (grpc is imported only for gRPC)
         self._grpc_methods: dict[str, Callable] = {}
-        if parts.scheme in ("http", "https"):
+        if parts.scheme in ("http", "https"):  # a grpc:// base URL serves gRPC requests only
             conn_cls = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
             self._http = conn_cls(parts.hostname, parts.port, timeout=timeout_s)
 
-    def send(self, request: PreparedRequest | tuple[str, str, bytes, dict]) -> Answer:
-        method, path, body, headers = (request if isinstance(request, tuple) else
-                                       (request.method, request.path, request.body, request.headers))
-        if method == GRPC_METHOD:
-            return self._send_grpc(path, body)
-        assert self._http is not None, "an HTTP request needs an http:// or https:// base URL"
+    def send(self, request: PreparedRequest) -> Answer:
+        if request.protocol == "grpc":
+            return self._send_grpc(request.path, request.body)
+        if self._http is None:
+            raise ValueError(f"an HTTP request needs an http:// or https:// base URL, not {self._netloc}")
         try:
-            self._http.request(method, path, body=body, headers=headers)
+            self._http.request(request.method, request.path, body=request.body, headers=request.headers)
             response = self._http.getresponse()
             answer = response.read()
         except TimeoutError:
@@ -56,7 +55,8 @@ class Connection:
 
         if self._grpc is None:
             self._grpc = grpc.insecure_channel(self._netloc)
-        call = self._grpc_methods.get(method) or self._grpc_methods.setdefault(method, self._grpc.unary_unary(method))
+        channel = self._grpc
+        call = self._grpc_methods.get(method) or self._grpc_methods.setdefault(method, channel.unary_unary(method))
         try:
             return 0, call(body, timeout=self.timeout_s), None
         except grpc.RpcError as exc:

@@ -15,8 +15,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import ServingbenchError
 from ..atomic import atomic_directory
+from ..errors import ServingbenchError
 from .cache import cache_dir
 
 WHISPER_VERSION = "20250625"

@@ -9,10 +9,7 @@ import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
-
-if TYPE_CHECKING:
-    from .scores import Score
+from typing import Any, ClassVar, Literal
 
 Size = Literal["tiny", "real"]
 
@@ -41,6 +38,20 @@ class Verdict:
 
 
 @dataclass(frozen=True)
+class Score:
+    """A task metric of served answers over a sample set, and whether it passes (see scores.py)."""
+
+    metric: str
+    value: float
+    threshold: float
+    higher_is_better: bool
+
+    @property
+    def ok(self) -> bool:
+        return self.value >= self.threshold if self.higher_is_better else self.value <= self.threshold
+
+
+@dataclass(frozen=True)
 class WeightsSource:
     """Where weights come from: "random" (seeded), "pretrained" (hub id) or a local directory."""
 
@@ -52,7 +63,8 @@ class WeightsSource:
     def parse(cls, text: str, seed: int = 0) -> "WeightsSource":
         if text in ("random", "pretrained"):
             return cls(kind=text, seed=seed)  # type: ignore[arg-type]
-        return cls(kind="path", path=Path(text).expanduser(), seed=seed)
+        # absolute: the path is handed to servers that run in their own working directories
+        return cls(kind="path", path=Path(text).expanduser().resolve(), seed=seed)
 
     def __str__(self) -> str:
         return str(self.path) if self.kind == "path" else self.kind
@@ -132,5 +144,5 @@ class ModelSpec(ABC):
 
     @staticmethod
     @abstractmethod
-    def score(references: list[Output], served: list[Output | None]) -> "Score":
+    def score(references: list[Output], served: list[Output | None]) -> Score:
         """The task's accuracy metric of served answers over a sample set (see scores.py)."""

@@ -16,9 +16,9 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.utils import logging as transformers_logging
 
+from ..atomic import atomic_directory
 from ..errors import ServingbenchError
 from .base import LoadedModel, ModelSpec
-from ..atomic import atomic_directory
 from .cache import cache_dir
 
 # servingbench shows its own progress; transformers' per-load bars would flood logs and the console.

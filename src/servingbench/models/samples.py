@@ -13,9 +13,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from ..atomic import write_atomically
 from ..errors import ServingbenchError
 from .base import Sample
-from ..atomic import write_atomically
 from .cache import cache_dir
 
 SAMPLE_RATE = 16_000

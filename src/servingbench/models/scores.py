@@ -5,22 +5,8 @@ The in-process outputs stand in for labels: a correct deployment scores perfectl
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from .base import Output
+from .base import Output, Score
 from .compare import MALFORMED
-
-
-@dataclass(frozen=True)
-class Score:
-    metric: str
-    value: float
-    threshold: float
-    higher_is_better: bool
-
-    @property
-    def ok(self) -> bool:
-        return self.value >= self.threshold if self.higher_is_better else self.value <= self.threshold
 
 
 def _texts(outputs: list[Output | None]) -> list[str]:

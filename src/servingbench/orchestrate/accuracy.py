@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from servingbench.adapters.base import Adapter
 from servingbench.config import LoadSettings
-from servingbench.load.loadgen import LoadGenPlan, read_accuracy_log, run_loadgen
+from servingbench.load.loadgen import loadgen_plan, read_accuracy_log, run_loadgen
 from servingbench.models.base import ModelSpec, Output, Sample
 from servingbench.orchestrate.trials import Target, trial_id
 from servingbench.results.schema import Accuracy, Correctness
@@ -15,8 +15,9 @@ def run_accuracy(results: ResultsDir, target: Target, adapter: Adapter, model: M
     """`target.requests` are the samples' requests, in the same order."""
     tid = trial_id(target.framework, target.model, "accuracy", 1)
     log_dir = results.path / "loadgen" / tid
-    plan = LoadGenPlan.from_settings(tid, target.base_url, target.requests, "single_stream", load, accuracy=True)
-    run_loadgen(plan, results.requests_dir / f"{tid}.parquet", log_dir, results.work_dir / "load")
+    plan = loadgen_plan(tid, target.base_url, target.requests, "single_stream", load,
+                        results.requests_dir / f"{tid}.parquet", log_dir, accuracy=True)
+    run_loadgen(plan, results.work_dir / "load")
     answers = read_accuracy_log(log_dir)
     served = [_decode(adapter, model, answers.get(i)) for i in range(len(samples))]
     score = model.score([references[s.name] for s in samples], served)

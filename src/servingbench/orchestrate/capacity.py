@@ -10,7 +10,7 @@ from typing import Callable
 
 from servingbench.config import CAPACITY, LoadSettings
 from servingbench.display import Display
-from servingbench.orchestrate.trials import Target, run_loadgen_trial, save_cell
+from servingbench.orchestrate.trials import Target, raise_if_server_died, run_loadgen_trial, save_cell, server_checked
 from servingbench.results.schema import Capacity, CapacityProbe, CellSummary, Summary, TrialSummary
 from servingbench.results.store import ResultsDir
 
@@ -54,11 +54,13 @@ def run_capacity_cell(results: ResultsDir, summary: Summary, cell: CellSummary, 
 
     def record(trial: TrialSummary) -> None:
         nonlocal cell
+        trial = server_checked(trial, target)
         cell = cell.model_copy(update={"repetitions": [*cell.repetitions, trial], "capacity": capacity,
                                        "requests": cell.requests + trial.requests,
                                        "failed": cell.failed + trial.failed})
         save_cell(results, summary, cell)
         display.trial_done(label, trial)
+        raise_if_server_died(trial, target)
 
     display.stage(f"{label}: an Offline run for the ceiling (only its rate matters, not its verdict)")
     offline = run_loadgen_trial(results, target, "offline", load, 1, display, level="capacity-offline")
@@ -67,9 +69,11 @@ def run_capacity_cell(results: ResultsDir, summary: Summary, cell: CellSummary, 
     def is_valid(rate: float) -> bool:
         trial = run_loadgen_trial(results, target, "server", load, len(capacity.probes) + 1, display,
                                   target_qps=rate, level=CAPACITY)
-        valid = trial.loadgen["valid"]
+        if trial.loadgen is None:
+            raise ValueError(f"LoadGen trial {trial.trial_id} has no verdict")
+        valid = trial.loadgen.valid
         capacity.probes.append(CapacityProbe(target_qps=rate, valid=valid, trial_id=trial.trial_id,
-                                             latency_ms=trial.loadgen["bounded_latency_ms"],
+                                             latency_ms=trial.loadgen.bounded_latency_ms,
                                              throughput_rps=trial.throughput_rps))
         record(trial)
         return valid

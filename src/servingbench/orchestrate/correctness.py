@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from servingbench.adapters.base import Adapter
+from servingbench.errors import describe
 from servingbench.load.transport import send_once
 from servingbench.models.base import ModelSpec, Output, Sample
 from servingbench.results.schema import Correctness
@@ -17,7 +18,13 @@ def check_correctness(adapter: Adapter, model: ModelSpec, samples: list[Sample],
             snippet = body[:200].decode(errors="replace")
             return Correctness(ok=False, reason=f"sample {sample.name}: {error}" + (f": {snippet}" if snippet else ""),
                                samples_checked=checked)
-        output = adapter.decode(model, status, body)
+        try:
+            output = adapter.decode(model, status, body)
+        except Exception as exc:  # noqa: BLE001 - an answer off the wire that can't be read is a wrong answer
+            snippet = body[:120].decode(errors="replace")
+            return Correctness(ok=False, samples_checked=checked + 1,
+                               reason=f"sample {sample.name}: the {status} answer could not be decoded "
+                                      f"({describe(exc)}): {snippet!r}")
         if output is None:
             return Correctness(ok=None, reason=f"{adapter.name} answers in its own format: not compared")
         verdict = model.compare(references[sample.name], output)

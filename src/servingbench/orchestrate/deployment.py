@@ -1,10 +1,52 @@
-"""Evidence of what serving took: the packaged files, cold start, memory at idle."""
+"""Deploying one model on one framework (package, pick ports, launch, wait until ready), and the
+evidence of what serving took: the packaged files, cold start, memory at idle."""
 from __future__ import annotations
 
 import zipfile
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
-from servingbench.adapters.base import Artifact
+from servingbench.adapters.base import Adapter, Artifact
+from servingbench.launch.contracts import LaunchSpec, Ports
+from servingbench.launch.ports import free_ports
+from servingbench.launch.server import RunningServer, running_server
+from servingbench.models.base import LoadedModel, ModelSpec
+
+SERVER_LOG = "server.log"
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """A model served by a framework and ready for requests."""
+
+    adapter: Adapter
+    model: ModelSpec
+    artifact: Artifact
+    launch: LaunchSpec
+    ports: Ports
+    server: RunningServer
+    run_dir: Path
+
+    def scrape_metrics(self) -> dict[str, float]:
+        return self.adapter.scrape_metrics(self.launch, self.ports)
+
+
+@contextmanager
+def deployed(adapter: Adapter, model: ModelSpec, loaded: LoadedModel, run_dir: Path, startup_timeout_s: float,
+             ports: Ports | None = None, on_packaged: Callable[[Artifact], None] | None = None) -> Iterator[Deployed]:
+    """Package `model` for `adapter` in `run_dir`, start the server on free loopback ports (or `ports`), wait
+    until it is ready; stop it on the way out. `on_packaged` sees the artifact before the launch (evidence
+    that survives a server that never gets ready)."""
+    run_dir = run_dir.resolve()  # the server runs in its own folder: every path it gets must be absolute
+    artifact = adapter.package(model, loaded, run_dir)
+    ports = ports or Ports.of(free_ports(Ports.COUNT))
+    launch = adapter.launch_spec(artifact, ports, run_dir)  # writes the server's config files next to it
+    if on_packaged:
+        on_packaged(artifact)
+    with running_server(launch, run_dir / SERVER_LOG, f"{adapter.name} server", startup_timeout_s) as server:
+        yield Deployed(adapter, model, artifact, launch, ports, server, run_dir)
 
 # What a person writes or edits to serve a model (configs, handlers), as opposed to weights and vocabularies.
 HAND_WRITTEN = {".py", ".pbtxt", ".properties", ".yaml", ".yml", ".sh"}

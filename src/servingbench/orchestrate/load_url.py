@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import yaml
 
 import servingbench
 from servingbench.adapters.endpoint import ENDPOINT_REACH_TIMEOUT_S, endpoint_request, split_url
+from servingbench.analysis.slo import Gate, apply_gates
 from servingbench.config import EndpointSettings, LoadSettings
 from servingbench.display import Display
 from servingbench.errors import ServerStartError, ServingbenchError
@@ -24,14 +26,17 @@ def endpoint_label(url: str) -> str:
     return re.sub(r"[^A-Za-z0-9.-]+", "_", url.split("://", 1)[-1]).strip("_")
 
 
-def load_url(endpoint: EndpointSettings, load: LoadSettings, results: ResultsDir, display: Display) -> Summary:
-    """Every level of `load`: closed-loop user counts and MLPerf LoadGen scenarios."""
+def load_url(endpoint: EndpointSettings, load: LoadSettings, gates: list[Gate], out: Path, display: Display) -> Summary:
+    """Every level of `load`: closed-loop user counts and MLPerf LoadGen scenarios. The results folder is
+    created only once the input is valid and the endpoint answers."""
     base_url, _ = split_url(endpoint.url)
     request = endpoint_request(endpoint, None)
     try:
         wait_ready(None, endpoint.url, ENDPOINT_REACH_TIMEOUT_S, expect_status=None)
     except ServerStartError as exc:
         raise ServingbenchError(f"endpoint unreachable: {exc}") from None
+    results = ResultsDir.create(out)
+    display.stage(f"load on {endpoint.url} → {results.path}")
     label = endpoint_label(endpoint.url)
     results.write_text("study.yaml", yaml.safe_dump({
         "name": "load", "endpoint": endpoint.model_dump(mode="json"), "load": load.model_dump(mode="json")},
@@ -46,6 +51,7 @@ def load_url(endpoint: EndpointSettings, load: LoadSettings, results: ResultsDir
             run_planned_cell(results, summary, cell, target, load, display)
     finally:
         summary.complete = all(c.status == "ok" for c in summary.cells)
+        summary = apply_gates(summary, gates)
         results.save_summary(summary)
         render_outputs(results.path)
     return summary

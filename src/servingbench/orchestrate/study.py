@@ -1,7 +1,6 @@
 """A whole study: for each model, build it once, then package, launch, check and load each framework."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -9,20 +8,19 @@ import torch
 
 import servingbench
 from servingbench.adapters import get_adapter
-from servingbench.adapters.base import Adapter, Ports
+from servingbench.adapters.base import Adapter, Artifact
+from servingbench.analysis.slo import apply_gates, parse_gates
 from servingbench.analysis.stats import latency_summary
 from servingbench.config import Study, dump_study
 from servingbench.display import Display
-from servingbench.errors import ServingbenchError, UnsupportedModel
-from servingbench.launch.ports import free_ports
-from servingbench.launch.server import running_server
+from servingbench.errors import ServingbenchError, UnsupportedModel, describe
 from servingbench.models import get_model
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 from servingbench.models.inprocess import measure_latency_ms, reference_outputs
 from servingbench.monitor.resources import ProcessTree
-from servingbench.orchestrate.deployment import package_stats
-from servingbench.orchestrate.correctness import check_correctness
 from servingbench.orchestrate.accuracy import run_accuracy, with_accuracy
+from servingbench.orchestrate.correctness import check_correctness
+from servingbench.orchestrate.deployment import deployed, package_stats
 from servingbench.orchestrate.levels import planned_cells, run_planned_cell
 from servingbench.orchestrate.trials import Target
 from servingbench.outputs.render import render_outputs
@@ -51,6 +49,7 @@ class StudyRunner:
         for model in self.models:
             self._run_model(model)
         self.summary.complete = True
+        self.summary = apply_gates(self.summary, parse_gates(self.study.slo))
         self.results.save_summary(self.summary)
         render_outputs(self.results.path)
         return self.summary
@@ -100,33 +99,33 @@ class StudyRunner:
             self._deploy_and_load(adapter, model, loaded, samples, references, cells)
         except UnsupportedModel as exc:  # found while packaging, e.g. an export that can't exist
             self._mark_running("unsupported", str(exc))
-        except ServingbenchError as exc:
+        except Exception as exc:  # noqa: BLE001 - one framework's failure must not end the study
+            reason = str(exc) if isinstance(exc, ServingbenchError) else f"internal error: {describe(exc)}"
             for deployment in self.summary.deployments:
                 if (deployment.framework, deployment.model, deployment.status) == (adapter.name, model.name, "failed"):
-                    deployment.reason = str(exc)
-            self._mark_running("failed", str(exc), getattr(exc, "log_tail", ""))
+                    deployment.reason = reason
+            self._mark_running("failed", reason, getattr(exc, "log_tail", ""))
 
     def _deploy_and_load(self, adapter: Adapter, model: ModelSpec, loaded: LoadedModel, samples: list[Sample],
                          references: dict[str, Output], cells: list[CellSummary]) -> None:
         """Package, launch (timed: the cold start), check correctness, then every load level."""
         run_dir = self.results.work_dir / adapter.name / model.name
-        artifact = adapter.package(model, loaded, run_dir)
-        ports = Ports.of(free_ports(Ports.COUNT))
-        launch = adapter.launch_spec(artifact, ports, run_dir)
-        files, size, lines = package_stats(artifact, run_dir)
-        deployment = Deployment(framework=adapter.name, model=model.name, status="failed", package_files=files,
-                                package_bytes=size, package_text_lines=lines)
-        self.summary.deployments.append(deployment)
-        launched_at = time.monotonic()
-        with running_server(launch, run_dir / "server.log", f"{adapter.name} server",
-                            self.study.server.startup_timeout_s) as server:
+        deployment = Deployment(framework=adapter.name, model=model.name, status="failed")
+
+        def record_package(artifact: Artifact) -> None:
+            files, size, lines = package_stats(artifact, run_dir)
+            deployment.package_files, deployment.package_bytes, deployment.package_text_lines = files, size, lines
+            self.summary.deployments.append(deployment)
+
+        with deployed(adapter, model, loaded, run_dir, self.study.server.startup_timeout_s,
+                      on_packaged=record_package) as live:
             deployment.status = "ok"
-            deployment.startup_s = time.monotonic() - launched_at
-            deployment.idle_rss_mb = ProcessTree(server.pid).rss_mb() if server else None
+            deployment.startup_s = live.server.startup_s
+            deployment.idle_rss_mb = ProcessTree(live.server.pid).rss_mb() if live.server.pid else None
             requests = [adapter.request(model, s) for s in samples]
-            target = Target(adapter.name, model.name, launch.base_url, requests,
-                            lambda: adapter.scrape_metrics(launch, ports), server.pid if server else None)
-            correct = check_correctness(adapter, model, samples, references, launch.base_url,
+            target = Target(adapter.name, model.name, live.launch.base_url, requests, live.scrape_metrics,
+                            live.server.pid, live.server.problem, live.server.log_tail)
+            correct = check_correctness(adapter, model, samples, references, live.launch.base_url,
                                         self.study.load.request_timeout_s) if self.study.check_correctness else None
             # An answer in the framework's own format (ok None) cannot be scored either.
             if self.study.accuracy and (correct is None or correct.ok is not None):

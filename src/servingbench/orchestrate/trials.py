@@ -7,22 +7,21 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Callable, Iterator
 
-from servingbench.adapters.base import PreparedRequest
+from servingbench.analysis.loadgen_summary import loadgen_counts, parse_detail, parse_summary, send_delay_ms
 from servingbench.analysis.resources import summarize_resources
 from servingbench.analysis.server_metrics import trial_server_metrics
 from servingbench.analysis.stats import aggregate_cell, summarize_records
-from servingbench.analysis.warnings import trial_warnings
-from servingbench.analysis.loadgen_summary import (loadgen_counts, parse_detail, parse_summary,
-                                                  percentile_latency_ms, send_delay_ms)
+from servingbench.analysis.warnings import not_a_measurement, trial_warnings
 from servingbench.config import LoadSettings
 from servingbench.display import Display
-from servingbench.load.closed_loop import ClosedLoopPlan, run_closed_loop
-from servingbench.load.loadgen import LoadGenPlan, run_loadgen
+from servingbench.errors import ServerStartError
+from servingbench.load.closed_loop import run_closed_loop
+from servingbench.load.contracts import ClosedLoopPlan, PreparedRequest
+from servingbench.load.loadgen import loadgen_plan, run_loadgen
 from servingbench.load.records import read_records
 from servingbench.monitor.resources import ResourceSampler, write_csv
 from servingbench.results.schema import CellSummary, Stability, Summary, TrialResources, TrialSummary
 from servingbench.results.store import ResultsDir, now_iso
-
 
 TELEMETRY_INTERVAL_S = 0.5
 
@@ -37,6 +36,13 @@ class Target:
     requests: list[PreparedRequest]
     scrape_metrics: Callable[[], dict[str, float]] = dict
     server_pid: int | None = None  # None: a server servingbench did not start (no server telemetry)
+    # Why the server can no longer be measured (it exited, or stopped answering its readiness check), or None.
+    server_problem: Callable[[], str | None] = lambda: None
+    server_log_tail: Callable[[], str] = str
+
+
+class ServerDied(ServerStartError):
+    """The server died or stopped answering during a trial: the framework x model's remaining cells can't run."""
 
 
 def trial_id(framework: str, model: str, level: str, repetition: int) -> str:
@@ -81,22 +87,57 @@ def observing(results: ResultsDir, target: Target, tid: str) -> Iterator[Observe
     observed.telemetry_file = str(telemetry_path.relative_to(results.path))
 
 
+def record_trial(results: ResultsDir, summary: Summary, cell: CellSummary, trial: TrialSummary, target: Target,
+                 display: Display, label: str) -> tuple[CellSummary, str | None]:
+    """Adds a finished trial to its cell and saves it; returns the cell and why it must end as failed, if so.
+
+    The server is checked after every trial (process alive, readiness): a trial during which it died is
+    kept as evidence and the cell fails with its log's last lines (ServerDied); a trial in which no request
+    succeeded is no measurement either, and ends the cell as failed with the reason.
+    """
+    trial = server_checked(trial, target)
+    cell = aggregate_cell(cell.model_copy(update={"repetitions": [*cell.repetitions, trial]}))
+    save_cell(results, summary, cell)
+    display.trial_done(label, trial)
+    raise_if_server_died(trial, target)
+    return cell, not_a_measurement(trial)
+
+
+def server_checked(trial: TrialSummary, target: Target) -> TrialSummary:
+    """The trial, marked if the server died or stopped answering by its end."""
+    problem = target.server_problem()
+    return trial.model_copy(update={"server_problem": problem}) if problem else trial
+
+
+def raise_if_server_died(trial: TrialSummary, target: Target) -> None:
+    if trial.server_problem:
+        raise ServerDied(f"{trial.server_problem} during trial {trial.trial_id}", target.server_log_tail())
+
+
+def end_cell(results: ResultsDir, summary: Summary, cell: CellSummary, failure: str | None) -> CellSummary:
+    update = {"status": "failed", "reason": failure} if failure else {"status": "ok"}
+    return save_cell(results, summary, cell.model_copy(update=update))
+
+
 def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: Target, load: LoadSettings,
              display: Display) -> CellSummary:
     """Runs every repetition; the summary is saved after each, so a crash loses at most one trial."""
+    failure = None
     for repetition in range(1, load.repetitions + 1):
         tid = trial_id(target.framework, target.model, f"u{cell.users}", repetition)
         records_path = results.requests_dir / f"{tid}.parquet"
-        plan = ClosedLoopPlan(tid, target.base_url, target.requests, cell.users, load.warmup_s, load.duration_s,
-                              load.request_timeout_s, load.until_stable, load.stability_window_s,
-                              load.stability_tolerance_pct, load.max_duration_s)
+        plan = ClosedLoopPlan(trial_id=tid, base_url=target.base_url, requests=target.requests, users=cell.users,
+                              warmup_s=load.warmup_s, duration_s=load.duration_s,
+                              request_timeout_s=load.request_timeout_s, until_stable=load.until_stable,
+                              stability_window_s=load.stability_window_s,
+                              stability_tolerance_pct=load.stability_tolerance_pct,
+                              max_duration_s=load.max_duration_s, records_path=records_path)
         label = f"{target.model} · {target.framework} · {cell.users} users · rep {repetition}/{load.repetitions}"
         started_at = now_iso()
         with observing(results, target, tid) as observed, display.trial(label, plan.longest_s) as on_progress:
-            window = run_closed_loop(plan, records_path, results.work_dir / "load", on_progress,
-                                     on_started=observed.watch_load)
+            window = run_closed_loop(plan, results.work_dir / "load", on_progress, on_started=observed.watch_load)
         counts = summarize_records(read_records(records_path), window.measure_start_ns, window.measure_end_ns)
-        stability = Stability(**window.stability, window_s=load.stability_window_s,
+        stability = Stability(**window.stability.model_dump(), window_s=load.stability_window_s,
                               tolerance_pct=load.stability_tolerance_pct) if window.stability else None
         trial = TrialSummary(**counts.model_dump(), trial_id=tid, repetition=repetition,
                              records_file=str(records_path.relative_to(results.path)), started_at=started_at,
@@ -104,10 +145,10 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
                              resources=observed.resources(window.measure_start_ns, window.measure_end_ns),
                              telemetry_file=observed.telemetry_file, stability=stability,
                              warnings=trial_warnings(counts, window.load_cpu_percent, stability))
-        cell = aggregate_cell(cell.model_copy(update={"repetitions": [*cell.repetitions, trial]}))
-        save_cell(results, summary, cell)
-        display.trial_done(label, trial)
-    return save_cell(results, summary, cell.model_copy(update={"status": "ok"}))
+        cell, failure = record_trial(results, summary, cell, trial, target, display, label)
+        if failure:
+            break
+    return end_cell(results, summary, cell, failure)
 
 
 # Open-loop sends this late (p99) mean the load generator, not the server, set the pace
@@ -121,21 +162,20 @@ def run_loadgen_trial(results: ResultsDir, target: Target, scenario: str, load: 
     tid = trial_id(target.framework, target.model, level or scenario, repetition)
     records_path = results.requests_dir / f"{tid}.parquet"
     log_dir = results.path / "loadgen" / tid
-    plan = LoadGenPlan.from_settings(tid, target.base_url, target.requests, scenario, load, target_qps)
+    plan = loadgen_plan(tid, target.base_url, target.requests, scenario, load, records_path, log_dir, target_qps)
     display.stage(f"  LoadGen {scenario}" + (f" at {plan.target_qps:g} queries/s" if scenario == "server" else "")
                   + f": at least {plan.shortest_s:.0f} s ({plan.min_query_count} queries minimum)")
     started_at = now_iso()
     with observing(results, target, tid) as observed:
-        window = run_loadgen(plan, records_path, log_dir, results.work_dir / "load", observed.watch_load)
+        window = run_loadgen(plan, results.work_dir / "load", observed.watch_load)
     records = read_records(records_path)
     values = parse_summary(log_dir / "mlperf_log_summary.txt")
     counts, verdict = loadgen_counts(scenario, values, parse_detail(log_dir / "mlperf_log_detail.txt"), records,
-                                     window["start_ns"], window["end_ns"])
-    verdict["bounded_latency_ms"] = percentile_latency_ms(values, load.latency_percentile)
+                                     window.start_ns, window.end_ns, load.latency_percentile)
     delay = send_delay_ms(records)
-    warnings = trial_warnings(counts, window["load_cpu_percent"])
-    if not verdict["valid"]:
-        warnings.append(f"LoadGen says {verdict['result']}: see "
+    warnings = trial_warnings(counts, window.load_cpu_percent)
+    if not verdict.valid:
+        warnings.append(f"LoadGen says {verdict.result}: see "
                         f"{log_dir.relative_to(results.path) / 'mlperf_log_summary.txt'}")
     # Offline hands LoadGen's whole batch over at once: waiting for a sender is the design there.
     if delay and scenario != "offline" and delay.p99 > max(SEND_DELAY_WARN_MS, 0.1 * counts.latency_ms.p50):
@@ -143,8 +183,8 @@ def run_loadgen_trial(results: ResultsDir, target: Target, scenario: str, load: 
                         "could not keep to LoadGen's schedule; latencies include that wait")
     return TrialSummary(**counts.model_dump(), trial_id=tid, repetition=repetition,
                         records_file=str(records_path.relative_to(results.path)), started_at=started_at,
-                        load_cpu_percent=window["load_cpu_percent"], server_metrics=observed.server_metrics,
-                        resources=observed.resources(window["start_ns"], window["end_ns"]),
+                        load_cpu_percent=window.load_cpu_percent, server_metrics=observed.server_metrics,
+                        resources=observed.resources(window.start_ns, window.end_ns),
                         telemetry_file=observed.telemetry_file, loadgen=verdict,
                         loadgen_log_dir=str(log_dir.relative_to(results.path)),
                         target_qps=plan.target_qps if scenario == "server" else None, send_delay_ms=delay,
@@ -154,11 +194,12 @@ def run_loadgen_trial(results: ResultsDir, target: Target, scenario: str, load: 
 def run_scenario_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: Target, load: LoadSettings,
                       display: Display) -> CellSummary:
     """Repetitions of one MLPerf LoadGen scenario (`cell.scenario`); statistics and verdict as LoadGen measured."""
+    failure = None
     for repetition in range(1, load.repetitions + 1):
         label = f"{target.model} · {target.framework} · {cell.scenario} · rep {repetition}/{load.repetitions}"
         display.stage(label)
         trial = run_loadgen_trial(results, target, cell.scenario, load, repetition, display)
-        cell = aggregate_cell(cell.model_copy(update={"repetitions": [*cell.repetitions, trial]}))
-        save_cell(results, summary, cell)
-        display.trial_done(label, trial)
-    return save_cell(results, summary, cell.model_copy(update={"status": "ok"}))
+        cell, failure = record_trial(results, summary, cell, trial, target, display, label)
+        if failure:
+            break
+    return end_cell(results, summary, cell, failure)

@@ -10,11 +10,11 @@ from pathlib import Path
 import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
+from servingbench.analysis.slo import breaches, observed_text
 from servingbench.outputs import findings
 from servingbench.outputs.figures import BREAKDOWN, CAPACITY, RenderedFigure
 from servingbench.results.schema import ModelInfo, Summary
-from servingbench.results.tables import (METRICS, RESOURCE_METRICS, Grid, Table, grids, table_name,
-                                         unsupported_notes)
+from servingbench.results.tables import METRICS, RESOURCE_METRICS, Grid, Table, grids, table_name, unsupported_notes
 from servingbench.usability.evidence import gather_evidence
 from servingbench.usability.scorecard import CRITERIA, load_scorecards
 
@@ -91,7 +91,8 @@ def render_html(path: Path, summary: Summary, tables: list[Table], summary_table
     environment = _read(path / "environment.json")
     env = Environment(loader=PackageLoader("servingbench.outputs"), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(number=lambda v: "-" if v is None else findings.number(v), megabytes=_megabytes)
+    env.filters.update(number=lambda v: "-" if v is None else findings.number(v), megabytes=_megabytes,
+                       observed=observed_text)
     scorecards = load_scorecards()
     return env.get_template("report.html.j2").render(
         summary=summary,
@@ -106,4 +107,6 @@ def render_html(path: Path, summary: Summary, tables: list[Table], summary_table
         evidence=gather_evidence(summary, scorecards),
         warnings=findings.warnings(summary),
         correctness=findings.correctness(summary),
+        slo_cells=[c for c in summary.cells if c.slo],
+        slo_breaches=breaches(summary),
     )

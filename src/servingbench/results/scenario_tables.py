@@ -14,7 +14,7 @@ def _fmt(value: float | None) -> str:
 
 
 def _verdicts(cell: CellSummary) -> str:
-    valid = sum(1 for t in cell.repetitions if t.loadgen and t.loadgen["valid"])
+    valid = sum(1 for t in cell.repetitions if t.loadgen and t.loadgen.valid)
     return f"VALID {valid}/{len(cell.repetitions)}" if cell.repetitions else ""
 
 

@@ -36,6 +36,8 @@ class TrialCounts(BaseModel):
     failures_per_s: float
     latency_ms: LatencyMs | None = Field(description="over successful requests sent in the window")
     errors: dict[str, int] = Field(default_factory=dict)
+    longest_silence_ms: float | None = Field(None, description="the longest span of the window with no answer")
+    longest_silence_at_s: float | None = Field(None, description="where that span began, seconds into the window")
 
 
 class Stat(BaseModel):
@@ -66,6 +68,19 @@ class Stability(BaseModel):
     windows_agreeing: int = 3
 
 
+class LoadGenVerdict(BaseModel):
+    """LoadGen's own verdict on one run, read from its summary and detail logs."""
+
+    valid: bool
+    result: str = Field(description="VALID | INVALID, as LoadGen wrote it")
+    scheduled_per_s: float | None = Field(description="Server and Offline runs: the rate LoadGen scheduled")
+    early_stopping_satisfied: bool
+    performance_constraints_satisfied: bool
+    queries: int | None = Field(description="result_query_count from mlperf_log_detail.txt")
+    samples_per_query: int = 1
+    bounded_latency_ms: float | None = Field(None, description="the latency at the bounded percentile")
+
+
 class TrialSummary(TrialCounts):
     trial_id: str
     repetition: int
@@ -75,14 +90,21 @@ class TrialSummary(TrialCounts):
     server_metrics: dict[str, float] = Field(default_factory=dict)
     resources: TrialResources | None = None
     telemetry_file: str | None = Field(None, description="CSV of the resource samples, relative path")
-    loadgen: dict | None = Field(None, description="LoadGen scenarios: its VALID/INVALID verdict, rates, and the "
-                                                   "latency at the bounded percentile")
+    loadgen: LoadGenVerdict | None = Field(None, description="LoadGen scenarios: its VALID/INVALID verdict, rates, "
+                                                             "and the latency at the bounded percentile")
     loadgen_log_dir: str | None = Field(None, description="LoadGen's own mlperf_log_* files, relative path")
     target_qps: float | None = Field(None, description="LoadGen Server scenario: the Poisson arrival rate asked for")
     send_delay_ms: LatencyMs | None = Field(None, description="LoadGen scenarios: how late requests left after "
                                                               "LoadGen issued them (queued for a free sender)")
     stability: Stability | None = None
+    server_problem: str | None = Field(None, description="the server died or stopped answering during this trial: "
+                                                         "it is kept as evidence, never averaged")
     warnings: list[str] = Field(default_factory=list)
+
+    @property
+    def measured(self) -> bool:
+        """A measurement of the server: it stayed up and answered at least once."""
+        return self.server_problem is None and self.ok > 0
 
 
 class Accuracy(BaseModel):
@@ -129,6 +151,15 @@ class Capacity(BaseModel):
 CellStatus = Literal["ok", "unsupported", "failed", "running"]
 
 
+class GateVerdict(BaseModel):
+    """One SLO gate (analysis/slo.py) held against one cell's results."""
+
+    gate: str = Field(description="the gate as written, e.g. p99_ms<=200")
+    observed: float | None = Field(description="the cell's value of the gate's metric")
+    passed: bool | None = Field(description="None: the cell does not measure the metric (reason says why)")
+    reason: str = ""
+
+
 class CellSummary(BaseModel):
     framework: str
     model: str
@@ -150,6 +181,7 @@ class CellSummary(BaseModel):
     client_preprocess_ms: float = Field(0.0, description="mean client-side preprocessing per sample, "
                                                           "not inside latency_ms (done before timing)")
     capacity: Capacity | None = Field(None, description="scenario 'capacity': the search and its answer")
+    slo: list[GateVerdict] = Field(default_factory=list, description="the SLO gates checked, on 'ok' cells")
 
     @property
     def level(self) -> str:

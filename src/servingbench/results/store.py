@@ -28,6 +28,8 @@ class ResultsDir:
 
     @classmethod
     def create(cls, path: Path) -> "ResultsDir":
+        """The folder, made absolute first: servers run in their own folders and get paths inside this one."""
+        path = path.expanduser().resolve()
         try:
             path.mkdir(parents=True, exist_ok=True)
             (path / "requests").mkdir(exist_ok=True)

@@ -88,8 +88,10 @@ class Grid:
 
     def ranking(self, users: int, metric: Metric) -> list[tuple[str, CellSummary]]:
         """Frameworks measured at this load with a value, best first."""
-        found = [(fw, c) for fw in self.frameworks if (c := self.measured(fw, users)) and metric.value(c) is not None]
-        return sorted(found, key=lambda item: metric.value(item[1]) * (1 if metric.lower_is_better else -1))
+        found = [(fw, c, value) for fw in self.frameworks
+                 if (c := self.measured(fw, users)) and (value := metric.value(c)) is not None]
+        ranked = sorted(found, key=lambda item: item[2] * (1 if metric.lower_is_better else -1))
+        return [(fw, c) for fw, c, _ in ranked]
 
 
 def grids(summary: Summary) -> list[Grid]:
@@ -121,7 +123,7 @@ def _ci_text(estimate: Estimate | None) -> str:
 
 
 def _ci_cell_text(cell: CellSummary | None, metric: Metric) -> str:
-    if cell is None or cell.status in NOT_MEASURED:
+    if cell is None or cell.status in NOT_MEASURED or metric.estimate is None:
         return _cell_text(cell, metric)
     return _ci_text(metric.estimate(cell))
 

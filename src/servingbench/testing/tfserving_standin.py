@@ -20,6 +20,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+from google.protobuf import text_format
+
+from servingbench.adapters.tfserving import METRICS_PATH, config_message_classes
 
 
 class StandInHTTPServer(ThreadingHTTPServer):
@@ -27,11 +30,27 @@ class StandInHTTPServer(ThreadingHTTPServer):
 
 
 def read_model_config(path: Path) -> dict[str, Path]:
-    """name -> base path, from a text-format model_config_list."""
-    text = path.read_text()
-    names = re.findall(r'name:\s*"([^"]+)"', text)
-    bases = re.findall(r'base_path:\s*"([^"]+)"', text)
-    return {name: Path(base) for name, base in zip(names, bases)}
+    """name -> base path, from the ModelServerConfig text file (text_format.Parse fails as TF Serving would)."""
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = text_format.Parse(path.read_text(), model_server_config_pb2.ModelServerConfig())
+    return {model.name: Path(model.base_path) for model in config.model_config_list.config}
+
+
+def read_metrics_path(path: Path | None) -> str:
+    """Where the Prometheus page is, from the MonitoringConfig text file (TF Serving's default without one)."""
+    if path is None:
+        return METRICS_PATH
+    monitoring_class, _ = config_message_classes()
+    return text_format.Parse(path.read_text(), monitoring_class()).prometheus_config.path or METRICS_PATH
+
+
+def read_batching_parameters(path: Path | None) -> str:
+    """The BatchingParameters text file, parsed as TF Serving would (batching itself is not emulated)."""
+    if path is None:
+        return "none"
+    _, batching_class = config_message_classes()
+    return text_format.MessageToString(text_format.Parse(path.read_text(), batching_class()), as_one_line=True)
 
 
 class Models:
@@ -63,7 +82,9 @@ class Models:
 
     def prometheus(self) -> str:
         with self.lock:
-            return (f':tensorflow:serving:request_count{{model_name="all",status="OK"}} {self.requests}\n'
+            return ("# TYPE :tensorflow:serving:request_count counter\n"
+                    f':tensorflow:serving:request_count{{model_name="all",status="OK"}} {self.requests}\n'
+                    "# TYPE :tensorflow:serving:request_latency histogram\n"
                     f':tensorflow:serving:request_latency_sum{{API="predict",entrypoint="REST"}} {self.latency_us}\n')
 
 
@@ -145,13 +166,12 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rest_api_port", type=int, required=True)
     parser.add_argument("--model_config_file", type=Path, required=True)
     parser.add_argument("--monitoring_config_file", type=Path)
+    parser.add_argument("--batching_parameters_file", type=Path)
     parser.add_argument("--tensorflow_intra_op_parallelism", type=int, default=1)
     args, ignored = parser.parse_known_args(argv)  # batching and thread flags: accepted, not emulated
-    print(f"stand-in for TF Serving; flags accepted but not emulated: {' '.join(ignored)}", flush=True)
-    metrics_path = "/monitoring/prometheus/metrics"
-    if args.monitoring_config_file:
-        found = re.search(r'path:\s*"([^"]+)"', args.monitoring_config_file.read_text())
-        metrics_path = found.group(1) if found else metrics_path
+    print(f"stand-in for TF Serving; flags accepted but not emulated: {' '.join(ignored)}; batching parameters: "
+          f"{read_batching_parameters(args.batching_parameters_file)}", flush=True)
+    metrics_path = read_metrics_path(args.monitoring_config_file)
     models = Models(read_model_config(args.model_config_file), args.tensorflow_intra_op_parallelism)
     grpc = grpc_server(models, args.port)
     grpc.start()
