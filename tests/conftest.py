@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -62,6 +63,34 @@ def run_cli(*args: str, timeout: float = 300, cwd: Path | None = None) -> subpro
                 proc.kill()
             raise
     return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+
+
+@contextmanager
+def cli_in_background(*args: str):
+    """The CLI started in a fresh process, stdout and stderr piped; killed on the way out if still running."""
+    proc = subprocess.Popen([sys.executable, "-m", "servingbench.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def wait_until(proc: subprocess.Popen, condition, timeout_s: float = 240) -> None:
+    """Poll `condition` while the CLI runs; fail with its stderr if it exits first or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert proc.poll() is None, proc.communicate()[1][-2000:]
+        assert time.monotonic() < deadline, f"condition not met in {timeout_s} s"
+        time.sleep(0.2)
+
+
+def signal_and_wait(proc: subprocess.Popen, sig: int, timeout_s: float = 60) -> str:
+    """Send `sig` to the CLI and wait for it to exit; returns its stderr."""
+    proc.send_signal(sig)
+    return proc.communicate(timeout=timeout_s)[1]
 
 
 def processes_mentioning(text: str) -> list[str]:

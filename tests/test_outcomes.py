@@ -9,10 +9,9 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
-from conftest import processes_mentioning, run_cli, start_delay_server
+from conftest import cli_in_background, processes_mentioning, run_cli, signal_and_wait, start_delay_server, wait_until
 
 ONE_CELL = ["--frameworks", "reference", "--models", "resnet50", "--users", "1", "--repetitions", "1",
             "--duration", "2", "--warmup", "0"]
@@ -133,27 +132,19 @@ def test_a_paused_server_is_a_stall_warning_with_its_time(tmp_path):
 def _kill_the_server_mid_cell(tmp_path: Path, framework: str, server_cmdline: str, model: str = "resnet50"):
     """Starts a study, SIGKILLs the server once the first trial is saved; returns (exit code, stderr, summary)."""
     out = tmp_path / "results"
-    proc = subprocess.Popen([sys.executable, "-m", "servingbench.cli", "run", "smoke", "--frameworks", framework,
-                             "--models", model, "--users", "1,2", "--repetitions", "3", "--duration", "2",
-                             "--warmup", "0", "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            summary = out / "summary.json"
-            if summary.exists() and any(c["repetitions"] for c in json.loads(summary.read_text())["cells"]):
-                break
-            assert proc.poll() is None, proc.communicate()[1][-2000:]
-            time.sleep(0.2)
-        victims = [p for p in psutil.process_iter(["pid", "cmdline"])
-                   if server_cmdline in " ".join(p.info["cmdline"] or []) and str(out) in " ".join(p.info["cmdline"] or [])]
+    summary = out / "summary.json"
+
+    def one_trial_saved() -> bool:
+        return summary.exists() and any(c["repetitions"] for c in json.loads(summary.read_text())["cells"])
+
+    with cli_in_background("run", "smoke", "--frameworks", framework, "--models", model, "--users", "1,2",
+                           "--repetitions", "3", "--duration", "2", "--warmup", "0", "--out", str(out)) as proc:
+        wait_until(proc, one_trial_saved, timeout_s=300)
+        victims = [line.split(":", 1)[0] for line in processes_mentioning(str(out)) if server_cmdline in line]
         assert victims, "the server should be running now"
-        for victim in victims:
-            victim.send_signal(signal.SIGKILL)
+        for pid in victims:
+            os.kill(int(pid), signal.SIGKILL)
         _, stderr = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
     assert processes_mentioning(str(out)) == []
     return proc.returncode, stderr, summary_of(out)
 
@@ -181,19 +172,10 @@ def test_a_server_killed_mid_cell_fails_the_cell_and_is_never_averaged(tmp_path,
 
 def test_sigterm_stops_everything_and_exits_143(tmp_path):
     out = tmp_path / "results"
-    proc = subprocess.Popen([sys.executable, "-m", "servingbench.cli", "run", "smoke", *ONE_CELL[:-4],
-                             "--duration", "20", "--warmup", "0", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while not any("locust_worker" in p for p in processes_mentioning(str(out))):
-            assert time.monotonic() < deadline and proc.poll() is None, proc.communicate()[1][-2000:]
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGTERM)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    with cli_in_background("run", "smoke", *ONE_CELL[:-4], "--duration", "20", "--warmup", "0",
+                           "--out", str(out)) as proc:
+        wait_until(proc, lambda: any("locust_worker" in p for p in processes_mentioning(str(out))))
+        stderr = signal_and_wait(proc, signal.SIGTERM)
     assert proc.returncode == 143, stderr[-2000:]
     assert processes_mentioning(str(out)) == []
     assert summary_of(out)["complete"] is False
@@ -245,3 +227,15 @@ def test_a_network_that_cannot_be_traced_is_unsupported_with_the_tracers_reason(
         export_torchscript(model, loaded, tmp_path / "model.pt")
     with pytest.raises(UnsupportedModel, match="can't be exported to ONNX"):
         export_onnx(model, loaded, tmp_path / "model.onnx", "INPUT__0", "OUTPUT__0")
+
+
+@pytest.mark.slow
+def test_the_readme_main_command_as_a_new_user_types_it(tmp_path):
+    """`servingbench run`: the built-in quick study (real sizes, reference + TorchServe + Triton), no flags."""
+    done = run_cli("run", cwd=tmp_path, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [folder] = list((tmp_path / "results").iterdir())
+    cells = summary_of(folder)["cells"]
+    assert len(cells) == 3 * 3 * 2
+    assert all(c["status"] == "ok" and c["correct"]["ok"] is True for c in cells), \
+        [(c["framework"], c["model"], c["users"], c["status"], c["reason"]) for c in cells if c["status"] != "ok"]

@@ -1,48 +1,57 @@
-"""`servingbench serve` prints requests that really work against the server it started."""
+"""`servingbench serve` keeps a server up until Ctrl-C and prints requests that really work against it."""
 import json
 import shlex
 import signal
 import subprocess
-import sys
-import time
+from contextlib import contextmanager
 
 import pytest
 
-from conftest import processes_mentioning, run_cli
+from conftest import cli_in_background, processes_mentioning, run_cli, signal_and_wait
 from servingbench.adapters.triton import TritonAdapter
 from servingbench.config import load_study
 
 
-@pytest.mark.skipif(not TritonAdapter(load_study("smoke")).availability().ok, reason="no tritonserver here")
-def test_serve_triton_prints_a_curl_line_and_a_load_line_that_work(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "servingbench.cli", "serve", "triton", "resnet50",
-                             "--out", str(tmp_path / "serve")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    try:
+@contextmanager
+def serving(framework: str, model: str, tmp_path):
+    """`serve` running; yields its printed `try:` command and `load it:` command (as argv lists)."""
+    with cli_in_background("serve", framework, model, "--out", str(tmp_path / "serve")) as proc:
         lines: list[str] = []
-        deadline = time.monotonic() + 240
-        while not any(line.startswith("load it:") for line in lines) and time.monotonic() < deadline:
+        while not any(line.startswith("load it:") for line in lines):
             line = proc.stdout.readline()
             assert line or proc.poll() is None, proc.stderr.read()[-2000:]
             lines.append(line.strip())
-        curl_line = next(line for line in lines if line.startswith("try: curl"))
-        curl = subprocess.run(shlex.split(curl_line.removeprefix("try: ")), capture_output=True, timeout=60)
-        assert curl.returncode == 0, curl.stderr
-        header = json.JSONDecoder().raw_decode(curl.stdout.decode("latin-1"))[0]  # KServe v2: JSON, then tensors
+        curl = next(line for line in lines if line.startswith("try: curl")).removeprefix("try: ")
+        load = next(line for line in lines if line.startswith("load it:")).removeprefix("load it: ")
+        yield shlex.split(curl), shlex.split(load)
+        signal_and_wait(proc, signal.SIGINT)
+        assert proc.returncode == 0
+    assert processes_mentioning(str(tmp_path)) == []
+
+
+def curl(argv: list[str]) -> bytes:
+    done = subprocess.run(argv, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_serve_reference_until_ctrl_c_with_a_curl_line_that_works(tmp_path):
+    with serving("reference", "efficientnet-lite0", tmp_path) as (curl_argv, _):
+        answer = json.loads(curl(curl_argv))
+        assert 281 <= answer["top5"][0][0] <= 285  # chelsea.jpg, the first sample: a cat
+
+
+@pytest.mark.skipif(not TritonAdapter(load_study("smoke")).availability().ok, reason="no tritonserver here")
+def test_serve_triton_prints_a_curl_line_and_a_load_line_that_work(tmp_path):
+    with serving("triton", "resnet50", tmp_path) as (curl_argv, load_argv):
+        # KServe v2 with the binary extension: a JSON header, then the tensors' bytes
+        header = json.JSONDecoder().raw_decode(curl(curl_argv).decode("latin-1"))[0]
         assert header["model_name"] == "resnet50" and header["outputs"][0]["name"] == "OUTPUT__0"
         # the printed load line, shortened; its binary body and Inference-Header-Content-Length are as printed
-        load_line = shlex.split(next(line for line in lines if line.startswith("load it:")).removeprefix("load it: "))
-        assert load_line[:2] == ["servingbench", "load"]
+        assert load_argv[:2] == ["servingbench", "load"]
         out = tmp_path / "load"
-        done = run_cli(*load_line[1:], "--users", "1", "--duration", "2", "--warmup", "0", "--out", str(out),
+        done = run_cli(*load_argv[1:], "--users", "1", "--duration", "2", "--warmup", "0", "--out", str(out),
                        timeout=120)
         assert done.returncode == 0, done.stderr[-2000:]
         cell = json.loads((out / "summary.json").read_text())["cells"][0]
         assert cell["status"] == "ok" and cell["failed"] == 0 and cell["requests"] > 0
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0
-    assert processes_mentioning(str(tmp_path)) == []

@@ -1,15 +1,11 @@
 """The smoke study end to end: real models, the real reference server, Locust, results, tables."""
 import json
 import re
-import shlex
 import signal
-import subprocess
-import sys
-import time
 
 import pytest
 
-from conftest import processes_mentioning, run_cli
+from conftest import cli_in_background, processes_mentioning, run_cli, signal_and_wait, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -80,24 +76,16 @@ def test_no_process_outlives_the_study(smoke_results):
 
 def test_interrupted_run_stops_everything_and_keeps_finished_trials(tmp_path):
     out = tmp_path / "results"
-    proc = subprocess.Popen([sys.executable, "-m", "servingbench.cli", "run", "smoke", "--models",
-                             "resnet50,wav2vec2", "--duration", "3", "--repetitions", "3", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:  # wait until one trial is saved and a load generator runs
-            summary = out / "summary.json"
-            if summary.exists() and '"repetitions": [\n        {' in summary.read_text() \
-                    and any("locust_worker" in p for p in processes_mentioning(str(out))):
-                break
-            assert proc.poll() is None, proc.communicate()[1][-2000:]
-            time.sleep(0.2)
-        assert processes_mentioning(str(out)), "the server and load generator should be running now"
-        proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    summary = out / "summary.json"
+
+    def one_trial_saved_and_a_load_generator_running() -> bool:
+        return summary.exists() and '"repetitions": [\n        {' in summary.read_text() \
+            and any("locust_worker" in p for p in processes_mentioning(str(out)))
+
+    with cli_in_background("run", "smoke", "--models", "resnet50,wav2vec2", "--duration", "3", "--repetitions",
+                           "3", "--out", str(out)) as proc:
+        wait_until(proc, one_trial_saved_and_a_load_generator_running)
+        stderr = signal_and_wait(proc, signal.SIGINT)
     assert proc.returncode == 130, stderr[-2000:]
     assert "interrupted" in stderr
     assert processes_mentioning(str(out)) == []
@@ -107,26 +95,3 @@ def test_interrupted_run_stops_everything_and_keeps_finished_trials(tmp_path):
     assert finished, "the trial that finished before Ctrl-C is kept"
     assert any(c["status"] == "failed" and "interrupted" in c["reason"] for c in summary["cells"])
     assert run_cli("report", str(out), timeout=120).returncode == 0
-
-
-def test_serve_keeps_a_server_up_until_ctrl_c(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "servingbench.cli", "serve", "reference", "efficientnet-lite0",
-                             "--out", str(tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        line = ""
-        deadline = time.monotonic() + 180
-        while "try:" not in line and time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            assert line or proc.poll() is None, proc.stderr.read()[-2000:]
-        # the printed curl line works as is, through the real HTTP server
-        curl = subprocess.run(shlex.split(line.removeprefix("try: ")), capture_output=True, timeout=60)
-        assert curl.returncode == 0, curl.stderr
-        answer = json.loads(curl.stdout)
-        assert 281 <= answer["top5"][0][0] <= 285  # chelsea.jpg, the first sample: a cat
-        proc.send_signal(signal.SIGINT)
-        proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == 0
-    assert processes_mentioning(str(tmp_path)) == []
