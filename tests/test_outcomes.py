@@ -159,7 +159,8 @@ def test_a_server_killed_mid_cell_fails_the_cell_and_is_never_averaged(tmp_path,
     cells = summary["cells"]
     assert all(c["status"] == "failed" for c in cells), [(c["users"], c["status"]) for c in cells]
     died = next(c for c in cells if any(t["server_problem"] for t in c["repetitions"]))
-    assert "during trial" in died["reason"] and died["log_tail"] is not None
+    assert "during trial" in died["reason"]
+    assert died["log_tail"].strip(), "the server log's last lines come with the reason"
     assert "exited with code" in died["reason"] or "stopped answering" in died["reason"]
     dead = [t for t in died["repetitions"] if t["server_problem"]]
     assert len(dead) == 1  # the study stopped using the server at once: no run against a dead port
@@ -229,9 +230,9 @@ def test_a_network_that_cannot_be_traced_is_unsupported_with_the_tracers_reason(
         export_onnx(model, loaded, tmp_path / "model.onnx", "INPUT__0", "OUTPUT__0")
 
 
-@pytest.mark.slow
 def test_the_readme_main_command_as_a_new_user_types_it(tmp_path):
-    """`servingbench run`: the built-in quick study (real sizes, reference + TorchServe + Triton), no flags."""
+    """`servingbench run`, exactly as README shows it: the built-in quick study (real sizes on reference,
+    TorchServe and Triton; about 9 minutes here), no flags, from a fresh working directory."""
     done = run_cli("run", cwd=tmp_path, timeout=1800)
     assert done.returncode == 0, done.stderr[-3000:]
     [folder] = list((tmp_path / "results").iterdir())
