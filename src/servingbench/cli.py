@@ -1,9 +1,5 @@
-"""The `servingbench` command line. Bad input ends in one line on stderr and a non-zero exit.
-
-Exit codes: 0 every cell ok (or unsupported here); 1 a cell failed or a served answer was wrong;
-2 bad input (a one-line reason); 3 an SLO gate was breached (or `compare --fail-on-regression` found a
-regression); 130 interrupted (Ctrl-C); 143 terminated (SIGTERM).
-"""
+"""The `servingbench` command line. Bad input ends in one line on stderr and a non-zero exit; the exit
+codes (EXIT_CODES_HELP, shown by every command's --help) tell scripts and CI how a run went."""
 from __future__ import annotations
 
 import sys
@@ -26,7 +22,7 @@ EXIT_SLO = 3
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 EXIT_CODES_HELP = ("Exit codes: 0 all cells ok or unsupported; 1 a cell failed or an answer was wrong; 2 bad input; "
-                   "3 an SLO gate breached; 130 interrupted; 143 terminated.")
+                   "3 an SLO gate breached (compare: a regression); 130 interrupted; 143 terminated.")
 
 
 def _int_list(ctx, param, value: str | None) -> list[int] | None:
@@ -59,24 +55,19 @@ def cli() -> None:
 def _finish(summary, display, results_path: Path) -> None:
     """The final table, why any cell failed, and the exit code the summary calls for."""
     from servingbench.analysis.outcome import cell_failures
+    from servingbench.analysis.slo import breaches
 
     display.final(summary)
     display.console.print(f"results: {results_path} (tables in {results_path / 'tables'})")
     failures = cell_failures(summary)
     for line in failures:
         display.console.print(f"[red]failed:[/] {line}", highlight=False)
-    breached = _breaches(summary)
+    breached = breaches(summary)
     for line in breached:
         display.console.print(f"[red]SLO breached:[/] {line}", highlight=False)
     code = EXIT_FAILED if failures else EXIT_SLO if breached else EXIT_OK
     if code:
         raise click.exceptions.Exit(code)
-
-
-def _breaches(summary) -> list[str]:
-    from servingbench.analysis.slo import breaches
-
-    return breaches(summary)
 
 
 _load_options = [
