@@ -6,7 +6,7 @@ from servingbench.results.schema import Summary
 
 def cell_failures(summary: Summary) -> list[str]:
     """One line per failed cell and per framework x model whose answers did not match the in-process model."""
-    lines = [f"{c.framework} / {c.model} / {c.level}: {c.reason or 'no reason recorded'}"
+    lines = [f"{c.label}: {c.reason or 'no reason recorded'}"
              for c in summary.cells if c.status == "failed"]
     wrong = {(c.framework, c.model): c.correct.reason for c in summary.cells
              if c.status == "ok" and c.correct is not None and c.correct.ok is False}

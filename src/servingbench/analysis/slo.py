@@ -126,11 +126,7 @@ def observed_text(value: float | None) -> str:
     return f"{value:.1f}" if abs(value) >= 10 else f"{value:.3g}"
 
 
-def cell_label(cell: CellSummary) -> str:
-    return f"{cell.framework} / {cell.model} / {cell.level}"
-
-
 def breaches(summary: Summary) -> list[str]:
     """One line per gate a cell failed, e.g. "torchserve / resnet50 / 10 users: p99_ms<=200 breached: 250.3"."""
-    return [f"{cell_label(cell)}: {verdict.gate} breached: {observed_text(verdict.observed)}"
+    return [f"{cell.label}: {verdict.gate} breached: {observed_text(verdict.observed)}"
             for cell in summary.cells for verdict in cell.slo if verdict.passed is False]

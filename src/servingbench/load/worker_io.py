@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 from typing import TypeVar
 
+from pydantic import BaseModel
+
 from servingbench.load.contracts import WorkerPlan
 
 Plan = TypeVar("Plan", bound=WorkerPlan)
@@ -15,7 +17,7 @@ def read_plan(argv: list[str], plan_type: type[Plan]) -> Plan:
     return plan_type.model_validate_json(Path(argv[1]).read_text())
 
 
-def write_result(plan: WorkerPlan, result) -> None:
+def write_result(plan: WorkerPlan, result: BaseModel) -> None:
     if plan.result_path is None:
         raise ValueError(f"plan {plan.trial_id} names no result_path")
     plan.result_path.write_text(result.model_dump_json())

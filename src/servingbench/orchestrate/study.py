@@ -123,8 +123,7 @@ class StudyRunner:
             deployment.startup_s = live.server.startup_s
             deployment.idle_rss_mb = ProcessTree(live.server.pid).rss_mb() if live.server.pid else None
             requests = [adapter.request(model, s) for s in samples]
-            target = Target(adapter.name, model.name, live.launch.base_url, requests, live.scrape_metrics,
-                            live.server.pid, live.server.problem, live.server.log_tail)
+            target = Target(adapter.name, model.name, live.launch.base_url, requests, live.scrape_metrics, live.server)
             correct = check_correctness(adapter, model, samples, references, live.launch.base_url,
                                         self.study.load.request_timeout_s) if self.study.check_correctness else None
             # An answer in the framework's own format (ok None) cannot be scored either.

@@ -15,6 +15,7 @@ from servingbench.analysis.warnings import not_a_measurement, trial_warnings
 from servingbench.config import LoadSettings
 from servingbench.display import Display
 from servingbench.errors import ServerStartError
+from servingbench.launch.server import RunningServer
 from servingbench.load.closed_loop import run_closed_loop
 from servingbench.load.contracts import ClosedLoopPlan, PreparedRequest
 from servingbench.load.loadgen import loadgen_plan, run_loadgen
@@ -35,10 +36,8 @@ class Target:
     base_url: str
     requests: list[PreparedRequest]
     scrape_metrics: Callable[[], dict[str, float]] = dict
-    server_pid: int | None = None  # None: a server servingbench did not start (no server telemetry)
-    # Why the server can no longer be measured (it exited, or stopped answering its readiness check), or None.
-    server_problem: Callable[[], str | None] = lambda: None
-    server_log_tail: Callable[[], str] = str
+    # None: an endpoint servingbench did not start (no server telemetry, no liveness check between trials)
+    server: RunningServer | None = None
 
 
 class ServerDied(ServerStartError):
@@ -75,7 +74,7 @@ def observing(results: ResultsDir, target: Target, tid: str) -> Iterator[Observe
     """Scrapes the server's counters before and after, samples CPU/memory/GPU throughout; the load
     generator joins the sampling once `watch_load` gets its pid."""
     before = target.scrape_metrics()
-    sampler = ResourceSampler(TELEMETRY_INTERVAL_S, target.server_pid).start()
+    sampler = ResourceSampler(TELEMETRY_INTERVAL_S, target.server.pid if target.server else None).start()
     observed = Observed(partial(sampler.watch, "load"))
     try:
         yield observed
@@ -105,13 +104,14 @@ def record_trial(results: ResultsDir, summary: Summary, cell: CellSummary, trial
 
 def server_checked(trial: TrialSummary, target: Target) -> TrialSummary:
     """The trial, marked if the server died or stopped answering by its end."""
-    problem = target.server_problem()
+    problem = target.server.problem() if target.server else None
     return trial.model_copy(update={"server_problem": problem}) if problem else trial
 
 
 def raise_if_server_died(trial: TrialSummary, target: Target) -> None:
     if trial.server_problem:
-        raise ServerDied(f"{trial.server_problem} during trial {trial.trial_id}", target.server_log_tail())
+        log_tail = target.server.log_tail() if target.server else ""
+        raise ServerDied(f"{trial.server_problem} during trial {trial.trial_id}", log_tail)
 
 
 def end_cell(results: ResultsDir, summary: Summary, cell: CellSummary, failure: str | None) -> CellSummary:

@@ -184,6 +184,11 @@ class CellSummary(BaseModel):
     slo: list[GateVerdict] = Field(default_factory=list, description="the SLO gates checked, on 'ok' cells")
 
     @property
+    def label(self) -> str:
+        """The cell in words for one-line messages: "torchserve / resnet50 / 10 users"."""
+        return f"{self.framework} / {self.model} / {self.level}"
+
+    @property
     def level(self) -> str:
         """The load level in words: "10 users", "server 50 qps", "capacity p99 <= 100 ms", "offline"."""
         if self.scenario == "closed":
