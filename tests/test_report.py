@@ -14,6 +14,7 @@ from PIL import Image
 
 from conftest import run_cli
 from servingbench.analysis.stats import aggregate_cell
+from servingbench.outputs.breakdown import latency_breakdown
 from servingbench.outputs.figures import KINDS
 from servingbench.outputs.render import REPORT, render_outputs
 from servingbench.results.schema import (
@@ -57,6 +58,8 @@ def _cell(fw: str, model: str, users: int, scale: float = 1.0) -> CellSummary:
             failures_per_s=0.0, latency_ms=_latency(latency), trial_id=f"{fw}--{model}--u{users}--r{rep}",
             repetition=rep, records_file=f"requests/{fw}--{model}--u{users}--r{rep}.parquet",
             started_at="2026-01-01T00:00:00+00:00", load_cpu_percent=30.0,
+            client_send_ms=_latency(0.05) if fw == "torchserve" else None,
+            client_receive_ms=_latency(0.25) if fw == "torchserve" else None,
             server_metrics={"server_ms_mean": latency - 2, "queue_ms_mean": 0.5, "inference_ms_mean": latency - 3},
             resources=TrialResources(interval_s=0.5, samples=20, server_cpu_percent=Stat(mean=90.0 + rep, max=100.0),
                                      server_rss_mb=Stat(mean=700.0, max=750.0),
@@ -149,10 +152,22 @@ def test_report_is_self_contained_and_answers_first(study):
     assert "The CIs do not overlap: reference is ahead." in html  # resnet50 at 1 user
     assert "torchserve and triton are not distinguishable" in html  # resnet50 at 4 users
     assert "Client-side preprocessing, done before timing, adds triton +4.00 ms (72.2 ms end to end)" in html
+    # the load generator's own time, inside the latency, as its engine measured it
+    assert ("torchserve at 1 user: 82.5 ms end to end = inference 79.5 ms (96%), network + framework 1.70 ms (2%), "
+            "other server time 0.50 ms (1%), server queue 0.50 ms (1%), client receive 0.25 ms (0%), "
+            "client send 0.05 ms (0%)") in html
     assert TRITON_UNSUPPORTED in html and CPU_WARNING in html
     assert "Limited Maintenance" in html and "TensorFlow Serving" in html  # the scorecard and its notes
     assert "12.5" in html and "850.0" in html  # deployment evidence
     assert "all samples match the in-process reference" in html
+
+
+def test_breakdown_without_server_counters_splits_off_only_the_clients_time():
+    trial = TrialSummary(requests=10, ok=10, failed=0, duration_s=1.0, throughput_rps=10.0, failures_per_s=0.0,
+                         latency_ms=_latency(20.0), trial_id="t", repetition=1, records_file="r", started_at="now",
+                         load_cpu_percent=5.0, client_send_ms=_latency(0.5), client_receive_ms=_latency(1.5))
+    cell = aggregate_cell(CellSummary(framework="endpoint", model="m", users=1, status="ok", repetitions=[trial]))
+    assert latency_breakdown(cell) == {"client send": 0.5, "network + server": 18.0, "client receive": 1.5}
 
 
 def test_report_command_regenerates_everything(study, tmp_path):

@@ -5,20 +5,26 @@ import pytest
 
 from servingbench.analysis.server_metrics import trial_server_metrics
 from servingbench.analysis.stats import aggregate_cell, estimate, latency_summary, summarize_records
+from servingbench.analysis.warnings import trial_warnings
 from servingbench.load.records import RECORD_SCHEMA
 from servingbench.results.schema import CellSummary, LatencyMs, TrialSummary
 
 MS = 1_000_000
 
 
-def records(rows):
-    """rows: (sent_ms, end_ms, status, error)"""
+def records(rows, written_ms=None, first_byte_ms=None):
+    """rows: (sent_ms, end_ms, status, error); the client's write and first-byte times if known."""
     n = len(rows)
     sent = [int(r[0] * MS) for r in rows]
     end = [int(r[1] * MS) for r in rows]
+
+    def times(ms):
+        return pa.array([int(t * MS) for t in ms], pa.int64()) if ms else pa.nulls(n, pa.int64())
+
     return pa.table({
         "trial_id": ["t"] * n, "worker_id": [0] * n, "sample": [0] * n, "phase": ["measure"] * n,
-        "scheduled_ns": pa.nulls(n, pa.int64()), "sent_ns": sent, "end_ns": end,
+        "scheduled_ns": pa.nulls(n, pa.int64()), "sent_ns": sent, "written_ns": times(written_ms),
+        "first_byte_ns": times(first_byte_ms), "end_ns": end,
         "latency_us": [(e - s) // 1000 for s, e in zip(sent, end)],
         "ok": [r[2] == 200 and r[3] is None for r in rows], "status": [r[2] for r in rows],
         "error": [r[3] for r in rows], "bytes_out": [0] * n, "bytes_in": [0] * n,
@@ -49,6 +55,33 @@ def test_window_counts_completions_and_latency_of_requests_sent_inside():
     assert counts.failures_per_s == 1.0
     assert counts.latency_ms.mean == pytest.approx((20 + 20 + 30) / 3)
     assert counts.errors == {"HTTP 503": 1}
+
+
+def test_client_send_and_receive_times_and_their_growth():
+    # Four requests in a 900 ms window: writes take 0.1, 0.1, 0.5 and 3 ms; reads 1, 2, 3, 4 ms.
+    rows = [(0, 20, 200, None), (100, 120, 200, None), (400, 420, 200, None), (700, 720, 200, None)]
+    written = [0.1, 100.1, 400.5, 703]
+    first_byte = [19, 118, 417, 716]
+    counts = summarize_records(records(rows, written, first_byte), 0, 900 * MS)
+    assert counts.client_send_ms.mean == pytest.approx((0.1 + 0.1 + 0.5 + 3) / 4)
+    assert counts.client_send_ms.max == pytest.approx(3)
+    assert counts.client_receive_ms.mean == pytest.approx(2.5)
+    assert counts.client_send_early_late_ms == pytest.approx((0.1, 3.0))  # thirds: [0, 300) and [600, 900)
+    assert any("client send time grew from 0.10 ms to 3.00 ms" in w for w in trial_warnings(counts, 10.0))
+
+    steady = summarize_records(records(rows, [0.1, 100.1, 400.1, 700.1], first_byte), 0, 900 * MS)
+    assert not any("client send" in w for w in trial_warnings(steady, 10.0))
+    unknown = summarize_records(records(rows), 0, 900 * MS)  # an engine that can't tell (gRPC, LoadGen)
+    assert unknown.client_send_ms is None and unknown.client_receive_ms is None
+    assert unknown.client_send_early_late_ms is None
+
+
+def test_load_cpu_per_request():
+    trial = TrialSummary(requests=400, ok=400, failed=0, duration_s=2.0, throughput_rps=200, failures_per_s=0,
+                         latency_ms=None, trial_id="t", repetition=1, records_file="r", started_at="now",
+                         load_cpu_percent=50.0)
+    assert trial.load_cpu_us_per_request == pytest.approx(2500.0)  # 1 CPU-second over 400 requests
+    assert trial.model_dump()["load_cpu_us_per_request"] == pytest.approx(2500.0)
 
 
 def test_confidence_interval_uses_student_t():

@@ -43,6 +43,8 @@ def summarize_records(records: pa.Table, measure_start_ns: int, measure_end_ns: 
     measured_errors = errors[in_window_sent & ~ok]
     kinds, counts = np.unique(measured_errors.astype(str), return_counts=True) if measured_errors.size else ((), ())
     silence_ms, silence_at_s = longest_silence(end[in_window_done], measure_start_ns, measure_end_ns)
+    measured = in_window_sent & ok
+    send_ms = span_ms(records, "sent_ns", "written_ns", measured)
     return TrialCounts(
         requests=int(in_window_sent.sum()),
         ok=int((in_window_sent & ok).sum()),
@@ -54,7 +56,30 @@ def summarize_records(records: pa.Table, measure_start_ns: int, measure_end_ns: 
         errors={str(k): int(c) for k, c in zip(kinds, counts)},
         longest_silence_ms=silence_ms,
         longest_silence_at_s=silence_at_s,
+        client_send_ms=latency_summary(_known(send_ms)),
+        client_receive_ms=latency_summary(_known(span_ms(records, "first_byte_ns", "end_ns", measured))),
+        client_send_early_late_ms=early_late_means(send_ms, sent[measured], measure_start_ns, measure_end_ns),
     )
+
+
+def span_ms(records: pa.Table, start: str, end: str, rows: np.ndarray) -> np.ndarray:
+    """end - start of the chosen rows in ms; NaN where the engine could not take either time."""
+    begun = records.column(start).to_numpy(zero_copy_only=False).astype(float)[rows]
+    ended = records.column(end).to_numpy(zero_copy_only=False).astype(float)[rows]
+    return (ended - begun) / 1e6
+
+
+def _known(values: np.ndarray) -> np.ndarray:
+    return values[~np.isnan(values)]
+
+
+def early_late_means(values: np.ndarray, sent: np.ndarray, start_ns: int, end_ns: int) -> tuple[float, float] | None:
+    """Mean of the known values over the window's first third and its last third (by send time)."""
+    third = (end_ns - start_ns) / 3
+    known = ~np.isnan(values)
+    early = values[known & (sent < start_ns + third)]
+    late = values[known & (sent >= end_ns - third)]
+    return (float(early.mean()), float(late.mean())) if early.size and late.size else None
 
 
 def longest_silence(answered_ns: np.ndarray, start_ns: int, end_ns: int) -> tuple[float, float]:

@@ -9,6 +9,10 @@ LOAD_CPU_BOUND_PERCENT = 90.0
 # A span without answers this many times the trial's p99 (and at least STALL_MIN_MS) is a stall.
 STALL_FACTOR = 10.0
 STALL_MIN_MS = 1000.0
+# Writing a request taking this many times longer at the window's end than at its start (and at least
+# SEND_GROWTH_MIN_MS) means the writes queue up behind something other than the server's answers.
+SEND_GROWTH_FACTOR = 2.0
+SEND_GROWTH_MIN_MS = 1.0
 HIGH_VARIATION = 0.10  # coefficient of variation of throughput across repetitions
 
 
@@ -21,6 +25,9 @@ def trial_warnings(counts: TrialCounts, load_cpu_percent: float, stability: Stab
     if load_cpu_percent >= LOAD_CPU_BOUND_PERCENT:
         found.append(f"load generator used {load_cpu_percent:.0f}% of a core: throughput may be its limit, "
                      "not the server's; run fewer users or the generator on another host")
+    growing = send_growth_warning(counts)
+    if growing:
+        found.append(growing)
     if counts.failed and counts.ok:  # none answered at all: not_a_measurement() says so, as the cell's reason
         found.append(f"{counts.failed} of {counts.requests} requests failed")
     stall = stall_warning(counts)
@@ -29,6 +36,18 @@ def trial_warnings(counts: TrialCounts, load_cpu_percent: float, stability: Stab
     if counts.ok and counts.ok < 10:
         found.append(f"only {counts.ok} successful requests in the window: lengthen duration_s for stable figures")
     return found
+
+
+def send_growth_warning(counts: TrialCounts) -> str | None:
+    """The client took ever longer to write its requests: it, or the network, not the server, set the pace."""
+    if counts.client_send_early_late_ms is None:
+        return None
+    early, late = counts.client_send_early_late_ms
+    if late < SEND_GROWTH_MIN_MS or late < SEND_GROWTH_FACTOR * early:
+        return None
+    return (f"client send time grew from {early:.2f} ms to {late:.2f} ms over the window: the load generator or the "
+            "network is falling behind (a server that stops reading shows the same); check the host's load and "
+            "the server's receive queue")
 
 
 def stall_warning(counts: TrialCounts) -> str | None:

@@ -19,7 +19,7 @@ import time
 import mlperf_loadgen as lg
 
 from servingbench.load.contracts import LoadGenPlan, LoadGenResult
-from servingbench.load.records import RecordWriter
+from servingbench.load.records import RecordWriter, TimingBuffer
 from servingbench.load.transport import Connection
 from servingbench.load.worker_io import cpu_percent, read_plan, write_result
 
@@ -33,7 +33,7 @@ class Sut:
         self.plan = plan
         self.requests = plan.requests
         self.pending: queue.Queue = queue.Queue()
-        self.rows: list[tuple] = []
+        self.timings = TimingBuffer()
         self.lock = threading.Lock()
         self.threads = [threading.Thread(target=self._send_forever, args=(i,), daemon=True)
                         for i in range(plan.senders)]
@@ -54,7 +54,9 @@ class Sut:
             status, answer, error = connection.send(request)
             end = time.perf_counter_ns()
             with self.lock:
-                self.rows.append((worker_id, index, sent, end, status, error, len(request.body), len(answer), issued))
+                # http.client and grpcio do not tell when the request was written or the answer began (0: unknown)
+                self.timings.append(worker_id, index, issued, sent, 0, 0, end, status, error, len(request.body),
+                                    len(answer))
             if self.plan.accuracy and error is None:
                 data = array.array("B", answer)  # LoadGen copies the answer before this call returns
                 address, length = data.buffer_info()
@@ -104,7 +106,7 @@ def run(plan: LoadGenPlan) -> LoadGenResult:
     lg.DestroyQSL(qsl)
     lg.DestroySUT(loadgen_sut)
     writer = RecordWriter(plan.records_path, plan.trial_id)
-    writer.write(sut.rows, start)
+    writer.write(sut.timings.take(), sut.timings.errors, start)
     writer.close()
     return LoadGenResult(start_ns=start, end_ns=end, load_cpu_percent=cpu_percent(cpu_at_start, cpu_at_end, start, end))
 

@@ -3,10 +3,11 @@
 Run as `python -m servingbench.load.locust_worker PLAN.json`. It lives in its own process because
 Locust monkey-patches the standard library with gevent. Each virtual user keeps one keep-alive
 connection and sends its next request as soon as the previous answer arrives (no wait time, as
-in the study). Locust rounds its own response times, so users append exact perf_counter_ns
-timings to a list that a flusher writes to Parquet every second (with `until_stable`, once the
-measurement window is known). HTTP goes through
-geventhttpclient; gRPC (the plan's protocol) through grpcio in gevent mode.
+in the study). Locust only spawns and runs the users: they time each request with
+perf_counter_ns around the socket write and the read of the complete answer (http_wire.py; each
+request's bytes are made once, before the trial), pack the times into a preallocated buffer, and a
+flusher writes them to Parquet every second (with `until_stable`, once the measurement window is
+known). gRPC (the plan's protocol) goes through grpcio in gevent mode.
 """
 from __future__ import annotations
 
@@ -16,17 +17,17 @@ import os
 import sys
 import time
 from typing import Callable
+from urllib.parse import urlsplit
 
 import gevent
 import numpy as np
-from geventhttpclient import HTTPClient
-from geventhttpclient.url import URL
 from locust import User, task
 from locust.env import Environment
 from locust.exception import StopUser
 
 from servingbench.load.contracts import ClosedLoopPlan, ClosedLoopResult, WindowStability
-from servingbench.load.records import RawRow, RecordWriter
+from servingbench.load.http_wire import Exchange, HttpWire, encode_request
+from servingbench.load.records import RecordWriter, TimingBuffer
 from servingbench.load.worker_io import cpu_percent, read_plan, write_result
 
 FLUSH_INTERVAL_S = 1.0
@@ -34,53 +35,60 @@ WINDOWS_AGREEING = 3  # as perf_analyzer: the last three measurement windows mus
 
 
 class Trial:
-    """Shared state of one trial: the plan, the window and the rows not yet written."""
+    """Shared state of one trial: the plan, the window and the timings not yet written."""
 
     def __init__(self, plan: ClosedLoopPlan):
         self.plan = plan
-        self.url = URL(plan.base_url)
-        self.requests = [(r.method, r.path, r.body, r.headers) for r in plan.requests]
-        self.rows: list[RawRow] = []
+        self.target = urlsplit(plan.base_url)
+        self.timings = TimingBuffer()
         self.measure_start_ns: int | None = None
         self.stop_sending_ns: int | None = None  # users send nothing after this instant
         self.user_ids = itertools.count()
         self.active_users = 0
 
 
-Sender = Callable[[str, str, bytes, dict], tuple[int, int, "str | None"]]
+# Sends the plan's request at an index. A sender comes with its close() and each request's size as sent.
+Sender = Callable[[int], Exchange]
 
 
-def http_sender(trial: Trial, timeout: float) -> tuple[Sender, Callable[[], None]]:
-    """One keep-alive connection per user; any non-2xx answer is a failure."""
-    client = HTTPClient.from_url(trial.url, concurrency=1, connection_timeout=timeout, network_timeout=timeout)
+def http_sender(trial: Trial, timeout: float) -> tuple[Sender, Callable[[], None], list[int]]:
+    """One keep-alive connection per user, the requests' bytes made once; any non-2xx answer is a failure."""
+    target = trial.target
+    wire = HttpWire(target.hostname or "127.0.0.1", target.port or (443 if target.scheme == "https" else 80),
+                    timeout, tls=target.scheme == "https")
+    requests = [(encode_request(r.method, target.netloc, r.path, r.headers, r.body), r.method == "HEAD")
+                for r in trial.plan.requests]
 
-    def send(method: str, path: str, body: bytes, headers: dict) -> tuple[int, int, str | None]:
-        response = client.request(method, path, body=body, headers=headers)
-        received = len(response.read())
-        status = response.status_code
-        return status, received, None if 200 <= status < 300 else f"HTTP {status}"
+    def send(index: int) -> Exchange:
+        request, head_only = requests[index]
+        return wire.exchange(request, head_only)
 
-    return send, client.close
+    return send, wire.close, [len(request) for request, _ in requests]
 
 
-def grpc_sender(trial: Trial, timeout: float) -> tuple[Sender, Callable[[], None]]:
-    """One channel per user; the body is an already serialised message sent to the method `path`."""
+def grpc_sender(trial: Trial, timeout: float) -> tuple[Sender, Callable[[], None], list[int]]:
+    """One channel per user; the body is an already serialised message sent to the method `path`.
+
+    grpcio does not tell when the message was written or the answer began: those times stay unknown (0)."""
     import grpc
 
-    channel = grpc.insecure_channel(f"{trial.url.host}:{trial.url.port}")
-    methods: dict[str, Callable] = {}
+    channel = grpc.insecure_channel(f"{trial.target.hostname}:{trial.target.port}")
+    calls = [(channel.unary_unary(r.path), r.body) for r in trial.plan.requests]
+    perf_ns = time.perf_counter_ns
 
-    def send(method: str, path: str, body: bytes, headers: dict) -> tuple[int, int, str | None]:
-        call = methods.get(path) or methods.setdefault(path, channel.unary_unary(path))
+    def send(index: int) -> Exchange:
+        call, body = calls[index]
+        sent = perf_ns()
         try:
-            response = call(body, timeout=timeout)
+            answer = call(body, timeout=timeout)
         except grpc.RpcError as exc:
+            end = perf_ns()
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                return 0, 0, "timeout"
-            return exc.code().value[0], 0, f"gRPC {exc.code().name}"
-        return 0, len(response), None
+                return Exchange(sent, 0, 0, end, 0, 0, "timeout")
+            return Exchange(sent, 0, 0, end, exc.code().value[0], 0, f"gRPC {exc.code().name}")
+        return Exchange(sent, 0, 0, perf_ns(), 0, len(answer), None)
 
-    return send, channel.close
+    return send, channel.close, [len(body) for _, body in calls]
 
 
 def make_user_class(trial: Trial) -> type[User]:
@@ -94,23 +102,20 @@ def make_user_class(trial: Trial) -> type[User]:
         def send_until_window_closes(self) -> None:
             worker_id = next(trial.user_ids)
             trial.active_users += 1
-            send, close = make_sender(trial, timeout)
-            requests = trial.requests
-            rows = trial.rows
-            index = worker_id % len(requests)  # users start on different samples
+            send, close, sizes = make_sender(trial, timeout)
+            append = trial.timings.append
+            count = len(sizes)
+            index = worker_id % count  # users start on different samples
             try:
                 while trial.stop_sending_ns is None or perf_ns() < trial.stop_sending_ns:
-                    method, path, body, headers = requests[index]
-                    sent = perf_ns()
                     try:
-                        status, received, error = send(method, path, body, headers)
-                    except (gevent.Timeout, TimeoutError):
-                        status, received, error = 0, 0, "timeout"
+                        sent, written, first, end, status, received, error = send(index)
                     except Exception as exc:  # every failure is a record, never a crash
-                        status, received, error = 0, 0, f"{type(exc).__name__}: {exc}"[:200]
-                    end = perf_ns()
-                    rows.append((worker_id, index, sent, end, status, error, len(body), received))
-                    index = (index + 1) % len(requests)
+                        sent = end = perf_ns()
+                        written = first = status = received = 0
+                        error = f"{type(exc).__name__}: {exc}"[:200]
+                    append(worker_id, index, 0, sent, written, first, end, status, error, sizes[index], received)
+                    index = (index + 1) % count
             finally:
                 close()
                 trial.active_users -= 1
@@ -127,18 +132,18 @@ def flush_forever(trial: Trial, writer: RecordWriter) -> None:
 
 def flush(trial: Trial, writer: RecordWriter) -> None:
     # Copy-and-clear keeps the list object the users append to; no greenlet switch happens in between.
-    rows = trial.rows[:]
-    trial.rows.clear()
-    writer.write(rows, trial.measure_start_ns)
-    failed = sum(1 for r in rows if r[5] is not None)
+    rows = trial.timings.take()
+    writer.write(rows, trial.timings.errors, trial.measure_start_ns)
+    failed = int(np.count_nonzero(rows["error"]))
     print("PROGRESS " + json.dumps({"done": writer.rows_written, "failed_in_batch": failed,
                                     "phase": "measure" if trial.measure_start_ns else "warmup"}), flush=True)
 
 
-def window_stats(rows: list[RawRow], window_s: float) -> tuple[float, float | None]:
+def window_stats(rows: np.ndarray, window_s: float) -> tuple[float, float | None]:
     """(throughput, p50 latency in ms) of the requests that completed in one window."""
-    latencies = [(r[3] - r[2]) / 1e6 for r in rows if r[5] is None]
-    return len(latencies) / window_s, float(np.median(latencies)) if latencies else None
+    ok = rows[rows["error"] == 0]
+    latencies = (ok["end_ns"] - ok["sent_ns"]) / 1e6
+    return len(latencies) / window_s, float(np.median(latencies)) if len(latencies) else None
 
 
 def agree(values: list[float | None], tolerance_pct: float) -> bool:
@@ -160,14 +165,14 @@ def measure_until_stable(trial: Trial, plan: ClosedLoopPlan
     window_s, tolerance = plan.stability_window_s, plan.stability_tolerance_pct
     boundaries, cpu = [time.perf_counter_ns()], [os.times()]
     stats: list[tuple[float, float | None]] = []
-    scanned, stable = len(trial.rows), False
+    scanned, stable = len(trial.timings), False
     most = int(plan.max_duration_s / window_s)
     while not stable and len(stats) < most:
         gevent.sleep(max(0.0, (boundaries[0] + (len(stats) + 1) * window_s * 1e9 - time.perf_counter_ns()) / 1e9))
         boundaries.append(time.perf_counter_ns())
         cpu.append(os.times())
-        done = len(trial.rows)
-        stats.append(window_stats(trial.rows[scanned:done], window_s))
+        done = len(trial.timings)
+        stats.append(window_stats(trial.timings.rows(scanned, done), window_s))
         scanned = done
         recent = stats[-WINDOWS_AGREEING:]
         stable = len(recent) == WINDOWS_AGREEING and all(agree(list(v), tolerance) for v in zip(*recent))

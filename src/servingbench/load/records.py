@@ -5,6 +5,7 @@ differences are exact; the trial summary's `started_at` dates the trial.
 """
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -17,23 +18,87 @@ RECORD_SCHEMA = pa.schema([
     ("sample", pa.int32()),         # index into the trial's prepared requests
     ("phase", pa.string()),         # "warmup" | "measure" (sent inside the measurement window)
     ("scheduled_ns", pa.int64()),   # intended send time (open-loop engines); null in a closed loop
-    ("sent_ns", pa.int64()),
+    ("sent_ns", pa.int64()),        # the write began
+    ("written_ns", pa.int64()),     # the request was fully written (client send = written - sent); null: unknown
+    ("first_byte_ns", pa.int64()),  # the answer's first byte arrived (client receive = end - first byte); null: unknown
     ("end_ns", pa.int64()),
     ("latency_us", pa.int64()),
     ("ok", pa.bool_()),
     ("status", pa.int32()),         # HTTP status or gRPC code (0 = OK); 0 with an error: no answer at all
     ("error", pa.string()),         # null when ok
-    ("bytes_out", pa.int64()),
-    ("bytes_in", pa.int64()),
+    ("bytes_out", pa.int64()),      # HTTP: the request as written, headers included
+    ("bytes_in", pa.int64()),       # HTTP: the answer as read, headers included
 ])
 
-# A raw row as the hot path appends it: (worker_id, sample, sent_ns, end_ns, status, error, bytes_out, bytes_in
-# [, scheduled_ns]) — open-loop engines add when the request was meant to go.
-RawRow = tuple
+# The hot path packs each request's timings into a preallocated buffer: no object per request for
+# the garbage collector to walk while the trial runs. 0 marks a time the engine could not take.
+TIMING_ROW = struct.Struct("<iiqqqqqiiqq")
+TIMING_DTYPE = np.dtype([("worker_id", "<i4"), ("sample", "<i4"), ("scheduled_ns", "<i8"), ("sent_ns", "<i8"),
+                         ("written_ns", "<i8"), ("first_byte_ns", "<i8"), ("end_ns", "<i8"), ("status", "<i4"),
+                         ("error", "<i4"), ("bytes_out", "<i8"), ("bytes_in", "<i8")])
+assert TIMING_DTYPE.itemsize == TIMING_ROW.size
+BLOCK_ROWS = 65536
+
+
+class TimingBuffer:
+    """Fixed-size rows in preallocated blocks; errors are stored as indexes into `errors` (0: none).
+
+    Not thread-safe: one writer at a time (gevent greenlets never switch inside `append`; threads
+    hold a lock)."""
+
+    def __init__(self, block_rows: int = BLOCK_ROWS):
+        self.block_rows = block_rows
+        self.errors: list[str | None] = [None]
+        self._error_codes: dict[str, int] = {}
+        self._blocks = [bytearray(TIMING_ROW.size * block_rows)]
+        self._first_block = 0  # index (in rows) of the first row of _blocks[0]
+        self._free = 0         # next free row in the last block
+        self._pack = TIMING_ROW.pack_into
+        self.taken = 0         # rows handed out by take()
+
+    def __len__(self) -> int:
+        return self._first_block + (len(self._blocks) - 1) * self.block_rows + self._free
+
+    def append(self, worker_id: int, sample: int, scheduled_ns: int, sent_ns: int, written_ns: int,
+               first_byte_ns: int, end_ns: int, status: int, error: str | None, bytes_out: int, bytes_in: int) -> None:
+        slot = self._free
+        if slot == self.block_rows:
+            self._blocks.append(bytearray(TIMING_ROW.size * self.block_rows))
+            slot = 0
+        code = 0 if error is None else self._error_codes.get(error) or self._error_code(error)
+        self._pack(self._blocks[-1], slot * TIMING_ROW.size, worker_id, sample, scheduled_ns, sent_ns, written_ns,
+                   first_byte_ns, end_ns, status, code, bytes_out, bytes_in)
+        self._free = slot + 1
+
+    def _error_code(self, error: str) -> int:
+        self.errors.append(error)
+        return self._error_codes.setdefault(error, len(self.errors) - 1)
+
+    def rows(self, start: int, stop: int) -> np.ndarray:
+        """A copy of rows [start, stop) as a TIMING_DTYPE array; rows before `taken` may be gone."""
+        if start < self._first_block:
+            raise IndexError(f"rows before {self._first_block} were already taken")
+        parts = []
+        for i, block in enumerate(self._blocks):
+            block_start = self._first_block + i * self.block_rows
+            lo, hi = max(start, block_start), min(stop, block_start + self.block_rows)
+            if lo < hi:
+                parts.append(np.frombuffer(block, TIMING_DTYPE, hi - lo, (lo - block_start) * TIMING_ROW.size))
+        return np.concatenate(parts) if parts else np.empty(0, TIMING_DTYPE)
+
+    def take(self) -> np.ndarray:
+        """Every row not taken before; full blocks already taken are released."""
+        stop = len(self)
+        taken = self.rows(self.taken, stop)
+        self.taken = stop
+        while len(self._blocks) > 1 and self._first_block + self.block_rows <= stop:
+            self._blocks.pop(0)
+            self._first_block += self.block_rows
+        return taken
 
 
 class RecordWriter:
-    """Appends raw rows to a Parquet file in row groups; the phase follows from the window start."""
+    """Appends timing rows to a Parquet file in row groups; the phase follows from the window start."""
 
     def __init__(self, path: Path, trial_id: str):
         self.path = path
@@ -42,37 +107,42 @@ class RecordWriter:
         self._writer = pq.ParquetWriter(path, RECORD_SCHEMA, compression="zstd")
         self.rows_written = 0
 
-    def write(self, rows: list[RawRow], measure_start_ns: int | None) -> None:
-        if not rows:
+    def write(self, rows: np.ndarray, errors: list[str | None], measure_start_ns: int | None) -> None:
+        """`rows` as TimingBuffer.take() gives them, `errors` its error table."""
+        if not rows.size:
             return
-        worker, sample, sent, end, status, error, bytes_out, bytes_in, *scheduled = (list(c) for c in zip(*rows))
-        sent_a = np.asarray(sent, dtype=np.int64)
-        end_a = np.asarray(end, dtype=np.int64)
-        status_a = np.asarray(status, dtype=np.int32)
+        sent, end = rows["sent_ns"], rows["end_ns"]
         phase = np.full(len(rows), "warmup", dtype=object)
         if measure_start_ns is not None:
-            phase[sent_a >= measure_start_ns] = "measure"
-        ok = np.array([e is None for e in error])  # the sender names every failure, non-2xx included
+            phase[sent >= measure_start_ns] = "measure"
+        error_text = np.array(errors, dtype=object)[rows["error"]]
         batch = pa.record_batch([
             pa.array([self.trial_id] * len(rows), pa.string()),
-            pa.array(worker, pa.int32()),
-            pa.array(sample, pa.int32()),
+            pa.array(rows["worker_id"]),
+            pa.array(rows["sample"]),
             pa.array(phase, pa.string()),
-            pa.array(scheduled[0], pa.int64()) if scheduled else pa.nulls(len(rows), pa.int64()),
-            pa.array(sent_a),
-            pa.array(end_a),
-            pa.array((end_a - sent_a) // 1000),
-            pa.array(ok),
-            pa.array(status_a),
-            pa.array(error, pa.string()),
-            pa.array(bytes_out, pa.int64()),
-            pa.array(bytes_in, pa.int64()),
+            _known(rows["scheduled_ns"]),
+            pa.array(sent),
+            _known(rows["written_ns"]),
+            _known(rows["first_byte_ns"]),
+            pa.array(end),
+            pa.array((end - sent) // 1000),
+            pa.array(rows["error"] == 0),  # the sender names every failure, non-2xx included
+            pa.array(rows["status"]),
+            pa.array(error_text, pa.string()),
+            pa.array(rows["bytes_out"]),
+            pa.array(rows["bytes_in"]),
         ], schema=RECORD_SCHEMA)
         self._writer.write_batch(batch)
         self.rows_written += len(rows)
 
     def close(self) -> None:
         self._writer.close()
+
+
+def _known(times: np.ndarray) -> pa.Array:
+    """A time column with 0 (not taken) as null."""
+    return pa.array(times, mask=times == 0)
 
 
 def read_records(path: Path) -> pa.Table:

@@ -24,7 +24,8 @@ STYLE = {"font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top"
          "axes.spines.right": False, "savefig.dpi": 110, "savefig.bbox": "tight",
          # text stays text in the SVG; a fixed salt keeps re-rendered SVGs byte-identical
          "svg.fonttype": "none", "svg.hashsalt": "servingbench"}
-PART_COLORS = dict(zip(PARTS, ("#bab0ac", "#f28e2b", "#edc948", "#e15759", "#4e79a7")))
+PART_COLORS = dict(zip(PARTS, ("#bab0ac", "#b07aa1", "#f28e2b", "#ff9da7", "#edc948", "#e15759", "#4e79a7",
+                               "#76b7b2")))
 Palette = dict[str, str]
 
 
@@ -175,9 +176,10 @@ def _starts(widths: list[float]) -> list[float]:
     return [sum(widths[:i]) for i in range(len(widths))]
 
 
-BREAKDOWN = FigureKind("breakdown", "Where a request's time goes: client preprocessing (before timing), network + "
-                                    "the framework's HTTP layers, server queue and inference (server counters, "
-                                    "averaged over repetitions); the dashed line is the model alone, in-process.",
+BREAKDOWN = FigureKind("breakdown", "Where a request's time goes: client preprocessing (before timing), the "
+                                    "client writing the request, network + the framework's HTTP layers, server "
+                                    "queue and inference (server counters), the client reading the answer; "
+                                    "averaged over repetitions. The dashed line is the model alone, in-process.",
                        _breakdown)
 KINDS = (
     FigureKind("throughput", "Throughput against concurrent users; the band is the 95% CI across repetitions.",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 SCHEMA_VERSION = 1
 
@@ -38,6 +38,13 @@ class TrialCounts(BaseModel):
     errors: dict[str, int] = Field(default_factory=dict)
     longest_silence_ms: float | None = Field(None, description="the longest span of the window with no answer")
     longest_silence_at_s: float | None = Field(None, description="where that span began, seconds into the window")
+    client_send_ms: LatencyMs | None = Field(None, description="the client writing each request (write began -> "
+                                                               "request fully written); None: the engine can't tell")
+    client_receive_ms: LatencyMs | None = Field(None, description="the client reading each answer (first byte -> "
+                                                                  "answer complete)")
+    client_send_early_late_ms: tuple[float, float] | None = Field(
+        None, description="mean client send time over the window's first and last thirds: growing means the client "
+                          "or the network fell behind")
 
 
 class Stat(BaseModel):
@@ -100,6 +107,13 @@ class TrialSummary(TrialCounts):
     server_problem: str | None = Field(None, description="the server died or stopped answering during this trial: "
                                                          "it is kept as evidence, never averaged")
     warnings: list[str] = Field(default_factory=list)
+
+    @computed_field(description="load generator CPU time per request sent in the window, microseconds")  # type: ignore[prop-decorator]
+    @property
+    def load_cpu_us_per_request(self) -> float | None:
+        if not self.requests:
+            return None
+        return self.load_cpu_percent / 100 * self.duration_s / self.requests * 1e6
 
     @property
     def measured(self) -> bool:

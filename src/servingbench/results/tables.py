@@ -46,12 +46,22 @@ def _resource(name: str, stat: str) -> Callable[[CellSummary], float | None]:
     return value
 
 
+def _trial_mean(name: str) -> Callable[[CellSummary], float | None]:
+    """A per-trial figure averaged over the repetitions that have it."""
+    def value(cell: CellSummary) -> float | None:
+        found = [v for t in cell.repetitions if (v := getattr(t, name)) is not None]
+        return statistics.fmean(found) if found else None
+    return value
+
+
 RESOURCE_METRICS = (
     Metric("server_cpu", "Server CPU (process tree, mean)", "% of one core", _resource("server_cpu_percent", "mean"),
            optional=True),
     Metric("server_memory", "Server memory (peak RSS)", "MB", _resource("server_rss_mb", "max"), optional=True),
     Metric("load_cpu", "Load generator CPU (peak)", "% of one core", _resource("load_cpu_percent", "max"),
            optional=True),
+    Metric("load_cpu_per_request", "Load generator CPU per request", "microseconds",
+           _trial_mean("load_cpu_us_per_request"), optional=True),
     Metric("gpu_util", "GPU utilisation (mean)", "%", _resource("gpu_util_percent", "mean"), optional=True),
     Metric("gpu_memory", "GPU memory (peak)", "MB", _resource("gpu_memory_mb", "max"), optional=True),
 )
