@@ -88,7 +88,8 @@ def test_content_length_answers_on_one_keep_alive_connection():
     for exchange in (first, second):
         assert exchange.error is None and exchange.status == 200
         assert exchange.bytes_in == len(reply)
-        assert exchange.sent_ns <= exchange.written_ns <= exchange.first_byte_ns <= exchange.end_ns
+        # kernel arrival stamps: an answer may begin arriving before this process returns from its write
+        assert exchange.sent_ns <= exchange.written_ns and exchange.sent_ns < exchange.first_byte_ns <= exchange.end_ns
     assert received == [REQUEST, REQUEST] and accepted[0] == 1
 
 

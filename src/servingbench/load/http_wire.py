@@ -3,17 +3,23 @@
 A load generator's own cost is part of every figure it prints, so the timed region holds only the
 socket write and the read of one complete answer: status line and headers, then the body framed by
 Content-Length, chunked transfer coding, or the server closing the connection. The body is counted
-and dropped, never decoded (correctness has its own phase). Works on any socket module's sockets:
-cooperative under gevent (the closed loop's Locust users), blocking in threads (LoadGen's senders).
+and dropped, never decoded (correctness has its own phase).
 """
 from __future__ import annotations
 
+import _socket
 import socket
 import ssl
+import struct
 import time
-from typing import NamedTuple
+from typing import Callable, NamedTuple
+
+from gevent import get_hub, getcurrent
 
 READ_SIZE = 65536
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+TIMESPEC = struct.Struct("@qq")
+TIMESTAMP_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
 NO_BODY_STATUSES = (204, 304)
 
 
@@ -40,8 +46,85 @@ class Exchange(NamedTuple):
     error: str | None     # None for a complete 2xx answer
 
 
+def _now_ns() -> int:
+    return time.perf_counter_ns()
+
+
+def _unconnected(buffer: bytearray) -> int:
+    raise OSError("not connected")
+
+
 class AnswerIncomplete(Exception):
     """The connection ended, or the framing broke, before the answer was complete."""
+
+
+class HubSocket:
+    """A non-blocking socket driven directly by gevent's hub, with one reusable timeout timer.
+
+    gevent's socket wrapper (and a gevent.Timeout per wait) cost more per request than the
+    whole HTTP exchange here; on a closed loop's bursts of answers that cost queues up, so each
+    answer waits for the users woken before it. Cooperative in the Locust worker; from a thread
+    without gevent it simply blocks that thread (its own hub runs the wait)."""
+
+    def __init__(self, address: tuple[str, int], timeout_s: float):
+        connected = socket.create_connection(address, timeout=timeout_s)  # cooperative when gevent patched it
+        connected.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = _socket.socket(fileno=connected.detach())
+        self._sock.setblocking(False)
+        # The kernel stamps when each segment arrived: an answer's time stops there, not when this
+        # process got round to reading it (the instrument's own wake-up is not the server's latency).
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        self._realtime_offset_ns = time.time_ns() - time.perf_counter_ns()
+        self._last_arrival_ns = 0
+        self._hub = get_hub()
+        fd = self._sock.fileno()
+        self._readable, self._writable = self._hub.loop.io(fd, 1), self._hub.loop.io(fd, 2)
+        self._timer = self._hub.loop.timer(timeout_s)
+
+    def _wait(self, watcher) -> None:  # type: ignore[no-untyped-def]
+        self._timer.start(getcurrent().throw, TimeoutError)
+        try:
+            self._hub.wait(watcher)
+        finally:
+            self._timer.stop()
+
+    def sendall(self, data: bytes) -> None:
+        view, sent = memoryview(data), 0
+        while sent < len(data):
+            try:
+                sent += self._sock.send(view[sent:])
+            except BlockingIOError:
+                self._wait(self._writable)
+
+    def recv_answer_into(self, view: memoryview | bytearray) -> int:
+        """The first read of an answer: just after a request nothing is there yet, so wait before trying."""
+        self._wait(self._readable)
+        return self.recv_into(view)
+
+    def recv_into(self, view: memoryview | bytearray) -> int:
+        while True:
+            try:
+                size, ancillary, _, _ = self._sock.recvmsg_into((view,), TIMESTAMP_SPACE)
+            except BlockingIOError:
+                self._wait(self._readable)
+                continue
+            if ancillary:
+                seconds, nanoseconds = TIMESPEC.unpack_from(ancillary[0][2])
+                self._last_arrival_ns = seconds * 1_000_000_000 + nanoseconds - self._realtime_offset_ns
+            return size
+
+    def arrived(self) -> int:
+        """When the data of the last read arrived (perf_counter_ns); without a kernel stamp, now."""
+        return self._last_arrival_ns or time.perf_counter_ns()
+
+    def recv(self, size: int) -> bytes:
+        buffer = bytearray(size)
+        return bytes(buffer[:self.recv_into(buffer)])
+
+    def close(self) -> None:
+        for watcher in (self._readable, self._writable, self._timer):
+            watcher.close()
+        self._sock.close()
 
 
 class HttpWire:
@@ -51,7 +134,9 @@ class HttpWire:
         self.address = (host, port)
         self.timeout_s = timeout_s
         self._tls = ssl.create_default_context() if tls else None
-        self._sock: socket.socket | None = None
+        self._sock: HubSocket | ssl.SSLSocket | None = None
+        self._recv_answer_into: Callable[[bytearray], int] = _unconnected
+        self._arrived_ns: Callable[[], int] = _now_ns
         self._served = 0  # answers on the current connection: a reused one may have been closed idle
         self._status = self._received = 0  # how far the current answer got, for a failure's record
         self._buffer = bytearray(READ_SIZE)
@@ -71,9 +156,16 @@ class HttpWire:
         return result
 
     def _connect(self) -> None:
-        sock = socket.create_connection(self.address, timeout=self.timeout_s)
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._sock = self._tls.wrap_socket(sock, server_hostname=self.address[0]) if self._tls else sock
+        if self._tls:  # TLS through the ssl module's socket (gevent's, in the Locust worker); times from this process
+            sock = socket.create_connection(self.address, timeout=self.timeout_s)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            tls = self._sock = self._tls.wrap_socket(sock, server_hostname=self.address[0])
+            self._recv_answer_into = tls.recv_into
+            self._arrived_ns = _now_ns
+        else:
+            plain = self._sock = HubSocket(self.address, self.timeout_s)
+            self._recv_answer_into = plain.recv_answer_into
+            self._arrived_ns = plain.arrived
         self._served = 0
 
     def _timed(self, request: bytes, head_only: bool) -> Exchange:
@@ -85,15 +177,17 @@ class HttpWire:
         try:
             sock.sendall(request)
             written = perf_ns()
-            received = sock.recv_into(self._buffer)
+            received = self._recv_answer_into(self._buffer)
             if received:
-                first = perf_ns()
+                first = self._arrived_ns()
             status, received, keep_alive = self._read_answer(received, head_only)
         except TimeoutError:
             return self._failed(sent, written, first, "timeout")
         except (OSError, AnswerIncomplete) as exc:
             return self._failed(sent, written, first, f"{type(exc).__name__}: {exc}"[:200])
-        end = perf_ns()
+        end = self._arrived_ns()
+        if end < sent:  # the wall clock was stepped since the connection opened: this process's time, then
+            end = first = perf_ns()
         self._served += 1
         if not keep_alive:
             self.close()

@@ -5,9 +5,9 @@ Locust monkey-patches the standard library with gevent. Each virtual user keeps 
 connection and sends its next request as soon as the previous answer arrives (no wait time, as
 in the study). Locust only spawns and runs the users: they time each request with
 perf_counter_ns around the socket write and the read of the complete answer (http_wire.py; each
-request's bytes are made once, before the trial), pack the times into a preallocated buffer, and a
-flusher writes them to Parquet every second (with `until_stable`, once the measurement window is
-known). gRPC (the plan's protocol) goes through grpcio in gevent mode.
+request's bytes are made once, before the trial) and pack the times into a preallocated buffer;
+the warm-up's rows are written to Parquet as they come, the measurement window's once it closes.
+gRPC (the plan's protocol) goes through grpcio in gevent mode.
 """
 from __future__ import annotations
 
@@ -124,14 +124,18 @@ def make_user_class(trial: Trial) -> type[User]:
     return ClosedLoopUser
 
 
-def flush_forever(trial: Trial, writer: RecordWriter) -> None:
+def report_forever(trial: Trial, writer: RecordWriter) -> None:
+    """Progress every second; warm-up rows are written as they come. Writing Parquet holds up every
+    user (one gevent hub), so inside the measurement window rows stay in the buffer until it closes."""
     while True:
         gevent.sleep(FLUSH_INTERVAL_S)
-        flush(trial, writer)
+        if trial.measure_start_ns is None:
+            flush(trial, writer)
+        else:
+            print("PROGRESS " + json.dumps({"done": len(trial.timings), "phase": "measure"}), flush=True)
 
 
 def flush(trial: Trial, writer: RecordWriter) -> None:
-    # Copy-and-clear keeps the list object the users append to; no greenlet switch happens in between.
     rows = trial.timings.take()
     writer.write(rows, trial.timings.errors, trial.measure_start_ns)
     failed = int(np.count_nonzero(rows["error"]))
@@ -192,7 +196,7 @@ def run(plan: ClosedLoopPlan) -> ClosedLoopResult:
     runner = env.create_local_runner()
     users = plan.users
     runner.start(users, spawn_rate=100)  # Locust warns above 100/s; warm-up starts once all run
-    flusher = gevent.spawn(flush_forever, trial, writer)
+    flusher = gevent.spawn(report_forever, trial, writer)
     deadline = time.monotonic() + 30
     while trial.active_users < users and time.monotonic() < deadline:
         gevent.sleep(0.005)
