@@ -90,6 +90,7 @@ def test_content_length_answers_on_one_keep_alive_connection():
         assert exchange.bytes_in == len(reply)
         # kernel arrival stamps: an answer may begin arriving before this process returns from its write
         assert exchange.sent_ns <= exchange.written_ns and exchange.sent_ns < exchange.first_byte_ns <= exchange.end_ns
+        assert exchange.end_ns <= exchange.read_ns
     assert received == [REQUEST, REQUEST] and accepted[0] == 1
 
 

@@ -32,6 +32,7 @@ def test_load_reports_a_known_20ms_delay_accurately(delay_server_20ms, tmp_path)
     assert measured.column("written_ns").null_count == 0 and measured.column("first_byte_ns").null_count == 0
     trial = cell["repetitions"][0]
     assert 0 <= trial["client_send_ms"]["mean"] < 2 and 0 <= trial["client_receive_ms"]["mean"] < 2
+    assert 0 <= trial["client_lag_ms"]["mean"] < 5  # the generator's own delay in reading, outside the latency
     assert 0 < trial["load_cpu_us_per_request"] < 20_000
     assert (out / "tables" / "127.0.0.1_{}_predict-throughput.csv".format(delay_server_20ms.rsplit(":", 1)[1])).exists()
     assert processes_mentioning(str(out)) == []

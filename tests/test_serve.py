@@ -2,6 +2,7 @@
 import json
 import shlex
 import signal
+import socket
 import subprocess
 from contextlib import contextmanager
 
@@ -10,6 +11,8 @@ import pytest
 from conftest import cli_in_background, processes_mentioning, run_cli, signal_and_wait
 from servingbench.adapters.triton import TritonAdapter
 from servingbench.config import load_study
+from servingbench.errors import ServingbenchError
+from servingbench.launch.ports import ensure_port_free
 
 
 @contextmanager
@@ -55,3 +58,17 @@ def test_serve_triton_prints_a_curl_line_and_a_load_line_that_work(tmp_path):
         assert done.returncode == 0, done.stderr[-2000:]
         cell = json.loads((out / "summary.json").read_text())["cells"][0]
         assert cell["status"] == "ok" and cell["failed"] == 0 and cell["requests"] > 0
+
+
+def test_a_port_left_in_time_wait_counts_as_free_and_a_listening_one_does_not():
+    """`serve --port P` right after a server on P stopped: its connections linger in TIME_WAIT."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    client = socket.create_connection(("127.0.0.1", port))
+    accepted, _ = listener.accept()
+    with pytest.raises(ServingbenchError, match="in use"):
+        ensure_port_free(port)
+    accepted.close()  # the server side closes first: its end of the connection waits in TIME_WAIT
+    listener.close()
+    client.close()
+    assert ensure_port_free(port) == port

@@ -12,8 +12,8 @@ from servingbench.results.schema import CellSummary, LatencyMs, TrialSummary
 MS = 1_000_000
 
 
-def records(rows, written_ms=None, first_byte_ms=None):
-    """rows: (sent_ms, end_ms, status, error); the client's write and first-byte times if known."""
+def records(rows, written_ms=None, first_byte_ms=None, read_ms=None):
+    """rows: (sent_ms, end_ms, status, error); the client's write, first-byte and read times if known."""
     n = len(rows)
     sent = [int(r[0] * MS) for r in rows]
     end = [int(r[1] * MS) for r in rows]
@@ -25,6 +25,7 @@ def records(rows, written_ms=None, first_byte_ms=None):
         "trial_id": ["t"] * n, "worker_id": [0] * n, "sample": [0] * n, "phase": ["measure"] * n,
         "scheduled_ns": pa.nulls(n, pa.int64()), "sent_ns": sent, "written_ns": times(written_ms),
         "first_byte_ns": times(first_byte_ms), "end_ns": end,
+        "read_ns": times(read_ms),
         "latency_us": [(e - s) // 1000 for s, e in zip(sent, end)],
         "ok": [r[2] == 200 and r[3] is None for r in rows], "status": [r[2] for r in rows],
         "error": [r[3] for r in rows], "bytes_out": [0] * n, "bytes_in": [0] * n,
@@ -74,6 +75,16 @@ def test_client_send_and_receive_times_and_their_growth():
     unknown = summarize_records(records(rows), 0, 900 * MS)  # an engine that can't tell (gRPC, LoadGen)
     assert unknown.client_send_ms is None and unknown.client_receive_ms is None
     assert unknown.client_send_early_late_ms is None
+
+
+def test_the_load_generators_own_lag_and_when_it_limits_the_trial():
+    rows = [(0, 2, 200, None), (2, 4, 200, None), (4, 6, 200, None)]  # 2 ms answers
+    slow = summarize_records(records(rows, read_ms=[2.1, 5.0, 7.0]), 0, 10 * MS)  # read 0.1, 1.0, 1.0 ms late
+    assert slow.client_lag_ms.mean == pytest.approx(0.7)
+    assert any("got to answers 0.70 ms after they arrived" in w for w in trial_warnings(slow, 10.0))
+    quick = summarize_records(records(rows, read_ms=[2.05, 4.05, 6.05]), 0, 10 * MS)
+    assert not any("got to answers" in w for w in trial_warnings(quick, 10.0))
+    assert summarize_records(records(rows), 0, 10 * MS).client_lag_ms is None  # gRPC, LoadGen: unknown
 
 
 def test_load_cpu_per_request():

@@ -59,6 +59,7 @@ def summarize_records(records: pa.Table, measure_start_ns: int, measure_end_ns: 
         client_send_ms=latency_summary(_known(send_ms)),
         client_receive_ms=latency_summary(_known(span_ms(records, "first_byte_ns", "end_ns", measured))),
         client_send_early_late_ms=early_late_means(send_ms, sent[measured], measure_start_ns, measure_end_ns),
+        client_lag_ms=latency_summary(_known(span_ms(records, "end_ns", "read_ns", measured))),
     )
 
 

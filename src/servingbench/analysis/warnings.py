@@ -13,6 +13,9 @@ STALL_MIN_MS = 1000.0
 # SEND_GROWTH_MIN_MS) means the writes queue up behind something other than the server's answers.
 SEND_GROWTH_FACTOR = 2.0
 SEND_GROWTH_MIN_MS = 1.0
+# Answers that waited this long (and this share of the latency) for the load generator to read them.
+LAG_MIN_MS = 0.5
+LAG_SHARE = 0.10
 HIGH_VARIATION = 0.10  # coefficient of variation of throughput across repetitions
 
 
@@ -25,9 +28,9 @@ def trial_warnings(counts: TrialCounts, load_cpu_percent: float, stability: Stab
     if load_cpu_percent >= LOAD_CPU_BOUND_PERCENT:
         found.append(f"load generator used {load_cpu_percent:.0f}% of a core: throughput may be its limit, "
                      "not the server's; run fewer users or the generator on another host")
-    growing = send_growth_warning(counts)
-    if growing:
-        found.append(growing)
+    for problem in (send_growth_warning(counts), lag_warning(counts)):
+        if problem:
+            found.append(problem)
     if counts.failed and counts.ok:  # none answered at all: not_a_measurement() says so, as the cell's reason
         found.append(f"{counts.failed} of {counts.requests} requests failed")
     stall = stall_warning(counts)
@@ -48,6 +51,18 @@ def send_growth_warning(counts: TrialCounts) -> str | None:
     return (f"client send time grew from {early:.2f} ms to {late:.2f} ms over the window: the load generator or the "
             "network is falling behind (a server that stops reading shows the same); check the host's load and "
             "the server's receive queue")
+
+
+def lag_warning(counts: TrialCounts) -> str | None:
+    """Answers waited for the load generator: in a closed loop that wait delays each user's next request."""
+    if counts.client_lag_ms is None or counts.latency_ms is None:
+        return None
+    lag = counts.client_lag_ms.mean
+    if lag < max(LAG_MIN_MS, LAG_SHARE * counts.latency_ms.mean):
+        return None
+    return (f"the load generator got to answers {lag:.2f} ms after they arrived (mean; latency {counts.latency_ms.mean:.2f}"
+            " ms): each user's next request waited that long, so throughput is partly the generator's limit; run "
+            "fewer users per load process or the generator on another host")
 
 
 def stall_warning(counts: TrialCounts) -> str | None:

@@ -29,7 +29,10 @@ def free_ports(count: int) -> list[int]:
 
 
 def ensure_port_free(port: int) -> int:
+    """The port, if nothing listens on it. Connections of an earlier server lingering in TIME_WAIT don't
+    count: the servers bind with SO_REUSEADDR, and so does this check."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError:

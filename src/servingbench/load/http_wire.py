@@ -40,7 +40,8 @@ class Exchange(NamedTuple):
     sent_ns: int          # the write began
     written_ns: int       # the request was fully handed to the kernel
     first_byte_ns: int    # the first byte of the answer arrived (0: none did)
-    end_ns: int           # the answer was complete, or the exchange failed
+    end_ns: int           # the answer's last byte arrived, or the exchange failed
+    read_ns: int          # this process had read the whole answer: read - end is its own lag
     status: int           # HTTP status; 0 when no status line arrived
     bytes_in: int         # bytes of the answer, headers included
     error: str | None     # None for a complete 2xx answer
@@ -185,19 +186,21 @@ class HttpWire:
             return self._failed(sent, written, first, "timeout")
         except (OSError, AnswerIncomplete) as exc:
             return self._failed(sent, written, first, f"{type(exc).__name__}: {exc}"[:200])
+        read = perf_ns()
         end = self._arrived_ns()
-        if end < sent:  # the wall clock was stepped since the connection opened: this process's time, then
-            end = first = perf_ns()
+        if not sent < end <= read:  # the wall clock was stepped since the connection opened: this process's time
+            end = first = read
         self._served += 1
         if not keep_alive:
             self.close()
-        return Exchange(sent, written, first, end, status, received,
+        return Exchange(sent, written, first, end, read, status, received,
                         None if 200 <= status < 300 else f"HTTP {status}")
 
     def _failed(self, sent: int, written: int, first: int, error: str) -> Exchange:
         """The exchange as far as it went: the status if the headers came, the bytes known to have arrived."""
         self.close()  # whatever is still in flight would be read as the next answer
-        return Exchange(sent, written, first, time.perf_counter_ns(), self._status, self._received, error)
+        now = time.perf_counter_ns()
+        return Exchange(sent, written, first, now, now, self._status, self._received, error)
 
     def _read_answer(self, received: int, head_only: bool) -> tuple[int, int, bool]:
         """(status, bytes of the answer, connection still usable) once the answer is complete."""

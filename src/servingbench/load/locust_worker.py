@@ -69,7 +69,7 @@ def http_sender(trial: Trial, timeout: float) -> tuple[Sender, Callable[[], None
 def grpc_sender(trial: Trial, timeout: float) -> tuple[Sender, Callable[[], None], list[int]]:
     """One channel per user; the body is an already serialised message sent to the method `path`.
 
-    grpcio does not tell when the message was written or the answer began: those times stay unknown (0)."""
+    grpcio does not tell when the message was written, the answer began or was read: those times stay unknown (0)."""
     import grpc
 
     channel = grpc.insecure_channel(f"{trial.target.hostname}:{trial.target.port}")
@@ -84,9 +84,9 @@ def grpc_sender(trial: Trial, timeout: float) -> tuple[Sender, Callable[[], None
         except grpc.RpcError as exc:
             end = perf_ns()
             if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
-                return Exchange(sent, 0, 0, end, 0, 0, "timeout")
-            return Exchange(sent, 0, 0, end, exc.code().value[0], 0, f"gRPC {exc.code().name}")
-        return Exchange(sent, 0, 0, perf_ns(), 0, len(answer), None)
+                return Exchange(sent, 0, 0, end, 0, 0, 0, "timeout")
+            return Exchange(sent, 0, 0, end, 0, exc.code().value[0], 0, f"gRPC {exc.code().name}")
+        return Exchange(sent, 0, 0, perf_ns(), 0, 0, len(answer), None)
 
     return send, channel.close, [len(body) for _, body in calls]
 
@@ -109,12 +109,13 @@ def make_user_class(trial: Trial) -> type[User]:
             try:
                 while trial.stop_sending_ns is None or perf_ns() < trial.stop_sending_ns:
                     try:
-                        sent, written, first, end, status, received, error = send(index)
+                        sent, written, first, end, read, status, received, error = send(index)
                     except Exception as exc:  # every failure is a record, never a crash
-                        sent = end = perf_ns()
+                        sent = end = read = perf_ns()
                         written = first = status = received = 0
                         error = f"{type(exc).__name__}: {exc}"[:200]
-                    append(worker_id, index, 0, sent, written, first, end, status, error, sizes[index], received)
+                    append(worker_id, index, 0, sent, written, first, end, read, status, error, sizes[index],
+                           received)
                     index = (index + 1) % count
             finally:
                 close()

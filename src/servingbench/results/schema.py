@@ -42,6 +42,8 @@ class TrialCounts(BaseModel):
                                                                "request fully written); None: the engine can't tell")
     client_receive_ms: LatencyMs | None = Field(None, description="the client reading each answer (first byte -> "
                                                                   "answer complete)")
+    client_lag_ms: LatencyMs | None = Field(None, description="the load generator's own delay: the answer "
+                                                              "complete (kernel's stamp) -> the generator had read it")
     client_send_early_late_ms: tuple[float, float] | None = Field(
         None, description="mean client send time over the window's first and last thirds: growing means the client "
                           "or the network fell behind")
