@@ -2,7 +2,7 @@
 """How much does servingbench's own load engine cost? It, wrk and NVIDIA perf_analyzer hit the same endpoints.
 
     .venv/bin/python benchmarks/harness_overhead.py [--delay-ms 10] [--duration 10] [--users 1,10,50] [--runs 3]
-                                                    [--triton-concurrency 1,4] [--no-triton]
+                                                    [--triton-concurrency 1,4] [--no-precise] [--no-triton]
 
 Every figure is measured over --runs runs, the tools taking turns within each run (wrk then servingbench,
 perf_analyzer then servingbench), and printed as min/median/max over the runs; ratios and differences are
@@ -13,6 +13,10 @@ taken per run, then summarised the same way.
    throughput, mean/p50/p99 latency of wrk (`apt-get install wrk`) and servingbench, servingbench/wrk
    throughput ratio and latency differences, servingbench's load CPU.
 2. The same endpoint without delay: the most requests per second one servingbench load process records.
+   Then section 1 again on `delay_endpoint.c` (compiled with gcc; --no-precise skips it), whose delay runs
+   on a microsecond timer: nginx's echo_sleep runs on a millisecond clock, so its delay shifts with the
+   pattern in which requests arrive, and two load generators that space requests differently see
+   different servers.
 3. Triton (skipped, with the reason, when something is missing): `servingbench serve triton resnet50 --size
    tiny` (python backend), loaded at each --triton-concurrency by perf_analyzer and by `servingbench load`
    with the same binary KServe v2 request that `serve` prints (same input tensor bytes, binary output).
@@ -142,6 +146,26 @@ def start_endpoint(work: Path, delay_ms: float) -> tuple[ManagedProcess, str, st
     return proc, f"{base}/delay", f"{base}/fast"
 
 
+def start_precise_endpoint(work: Path, delay_ms: float) -> tuple[ManagedProcess, str] | None:
+    """delay_endpoint.c (compiled here with gcc): a delay on a microsecond clock, where nginx's echo_sleep
+    moves by up to a millisecond with the pattern requests arrive in. (process, delay URL), or None
+    without gcc."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if not gcc:
+        print("\nprecise-timer endpoint skipped: no C compiler (apt-get install gcc)")
+        return None
+    binary = work / "delay_endpoint"
+    subprocess.run([gcc, "-O2", "-o", str(binary), str(Path(__file__).with_name("delay_endpoint.c"))], check=True)
+    port = free_port()
+    proc = ManagedProcess([str(binary), str(port), str(int(delay_ms * 1000))], work / "delay_endpoint.log",
+                          name="delay endpoint")
+    proc.start()
+    base = f"http://127.0.0.1:{port}"
+    wait_ready(proc, f"{base}/ready", 20)
+    print(f"\nendpoint: benchmarks/delay_endpoint.c at {base}, delay {delay_ms} ms (microsecond timer)")
+    return proc, f"{base}/delay"
+
+
 def _ms(text: str) -> float:
     value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()
     return float(value) * {"us": 1e-3, "ms": 1.0, "s": 1e3}[unit]
@@ -180,13 +204,14 @@ def run_servingbench(url: str, users: int, duration: float, out: Path, *request:
 
 # -- sections 1 and 2 -----------------------------------------------------------------------------------------
 
-def delay_section(url: str, user_counts: list[int], args, work: Path) -> None:
+def delay_section(url: str, user_counts: list[int], args, work: Path, label: str) -> None:
     print(f"\nfixed-delay endpoint, {args.runs} run(s) of {args.duration:g} s, min/median/max over runs; "
           "last row per user count: servingbench/wrk throughput, servingbench−wrk latency (ms)")
     rows = []
     for users in user_counts:
         wrk, sb = take_turns(args.runs, users, lambda users, run: run_wrk(url, users, args.duration),
-                             lambda users, run: run_servingbench(url, users, args.duration, work / f"sb-{users}-{run}"))
+                             lambda users, run: run_servingbench(url, users, args.duration,
+                                                                 work / f"{label}-{users}-{run}"))
         for name, results in (("wrk", wrk), ("servingbench", sb)):
             rows.append([str(users), name, spread(column(results, "rps"), ".1f"),
                          *(spread(column(results, key), ".2f") for key in ("mean", "p50", "p99")),
@@ -354,6 +379,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per run and tool")
     parser.add_argument("--users", default="1,10,50")
     parser.add_argument("--runs", type=int, default=3, help="runs per figure, printed as min/median/max")
+    parser.add_argument("--precise", action=argparse.BooleanOptionalAction, default=True,
+                        help="the fixed-delay runs again on delay_endpoint.c's microsecond timer (needs gcc)")
     parser.add_argument("--triton", action=argparse.BooleanOptionalAction, default=True,
                         help="the Triton section: perf_analyzer against servingbench load")
     parser.add_argument("--triton-concurrency", default="1,4")
@@ -363,11 +390,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="sb-harness-") as tmp:
         work = Path(tmp)
         proc, delay_url, fast_url = start_endpoint(work, args.delay_ms)
+        user_counts = [int(u) for u in args.users.split(",")]
         try:
-            delay_section(delay_url, [int(u) for u in args.users.split(",")], args, work)
+            delay_section(delay_url, user_counts, args, work, "nginx")
             no_delay_section(fast_url, args, work)
         finally:
             proc.stop()
+        if args.precise and (precise := start_precise_endpoint(work, args.delay_ms)):
+            try:
+                delay_section(precise[1], user_counts, args, work, "precise")
+            finally:
+                precise[0].stop()
         if args.triton:
             (work / "triton").mkdir()
             triton_section(args, work / "triton")
