@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from servingbench.load.http_wire import HttpWire, encode_request
+from servingbench.load.http_wire import Exchange, HttpWire, encode_request
 
 # A script gets the accepted connection and the requests read so far; it answers (or not) and returns
 # False to close the connection.
@@ -67,6 +67,16 @@ def scripted_server(script: Script) -> Iterator[tuple[int, list[bytes], list[int
 def answer(conn: socket.socket, data: bytes) -> bool:
     conn.sendall(data)
     return True
+
+
+def exchanges(script: Script, count: int = 1) -> list[Exchange]:
+    """`count` exchanges of REQUEST on one connection's worth of HttpWire against a scripted server."""
+    with scripted_server(script) as (port, _, _accepted):
+        wire = HttpWire("127.0.0.1", port, 5)
+        try:
+            return [wire.exchange(REQUEST) for _ in range(count)]
+        finally:
+            wire.close()
 
 
 REQUEST = encode_request("POST", "127.0.0.1", "/predict", {"Content-Type": "application/json"}, b'{"x": 1}')
@@ -169,29 +179,19 @@ def test_partial_answer_then_reset_is_a_failure_with_what_arrived():
 
 def test_answer_with_no_framing_runs_until_the_server_closes():
     reply = b"HTTP/1.0 200 OK\r\n\r\nall of it"
-    with scripted_server(lambda conn, n: not answer(conn, reply)) as (port, _, _accepted):
-        wire = HttpWire("127.0.0.1", port, 5)
-        exchange = wire.exchange(REQUEST)
-        again = wire.exchange(REQUEST)
-        wire.close()
+    exchange, again = exchanges(lambda conn, n: not answer(conn, reply), count=2)
     assert exchange.error is None and exchange.bytes_in == len(reply) and again.error is None
 
 
 def test_interim_100_continue_is_skipped():
     reply = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 2\r\n\r\nok"
-    with scripted_server(lambda conn, n: answer(conn, reply)) as (port, _, _accepted):
-        wire = HttpWire("127.0.0.1", port, 5)
-        exchange = wire.exchange(REQUEST)
-        wire.close()
+    [exchange] = exchanges(lambda conn, n: answer(conn, reply))
     assert exchange.error is None and exchange.status == 201
 
 
 def test_bytes_beyond_the_answer_are_a_framing_error():
     reply = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA"
-    with scripted_server(lambda conn, n: answer(conn, reply)) as (port, _, _accepted):
-        wire = HttpWire("127.0.0.1", port, 5)
-        exchange = wire.exchange(REQUEST)
-        wire.close()
+    [exchange] = exchanges(lambda conn, n: answer(conn, reply))
     assert exchange.error is not None and "beyond" in exchange.error
 
 
