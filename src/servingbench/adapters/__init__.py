@@ -16,6 +16,7 @@ ADAPTERS: dict[str, str] = {
     "torchserve": "servingbench.adapters.torchserve:TorchServeAdapter",
     "triton": "servingbench.adapters.triton:TritonAdapter",
     "tfserving": "servingbench.adapters.tfserving:TFServingAdapter",
+    "fastapi": "servingbench.adapters.fastapi:FastAPIAdapter",
 }
 
 
