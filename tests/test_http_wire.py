@@ -86,6 +86,8 @@ def test_request_bytes_are_made_once_with_host_and_length():
     assert REQUEST == (b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                        b"Content-Length: 8\r\n\r\n{\"x\": 1}")
     assert encode_request("GET", "h:1", "/ready", {}, b"") == b"GET /ready HTTP/1.1\r\nHost: h:1\r\n\r\n"
+    assert encode_request("GET", "10.0.0.1:80", "/", {"host": "api.example"}, b"") == \
+        b"GET / HTTP/1.1\r\nHost: api.example\r\n\r\n"
 
 
 def test_content_length_answers_on_one_keep_alive_connection():

@@ -3,7 +3,8 @@
 A load generator's own cost is part of every figure it prints, so the timed region holds only the
 socket write and the read of one complete answer: status line and headers, then the body framed by
 Content-Length, chunked transfer coding, or the server closing the connection. The body is counted
-and dropped, never decoded (correctness has its own phase).
+and dropped, never decoded (correctness has its own phase). An answer's times are the kernel's
+arrival stamps, so the load generator's own wake-up is not counted as the server's latency.
 """
 from __future__ import annotations
 
@@ -24,9 +25,10 @@ NO_BODY_STATUSES = (204, 304)
 
 
 def encode_request(method: str, host: str, path: str, headers: dict[str, str], body: bytes) -> bytes:
-    """The whole request as it goes on the wire: request line, headers, body."""
-    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
-    named = {k.lower() for k in headers}
+    """The whole request as it goes on the wire: request line, headers, body. A Host header given in
+    `headers` wins over `host` (a virtual host behind an address)."""
+    named = {k.lower(): v for k, v in headers.items()}
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {named.get('host', host)}"]
     lines += [f"{name}: {value}" for name, value in headers.items() if name.lower() != "host"]
     if body or method not in ("GET", "HEAD"):
         if "content-length" not in named:
