@@ -2,7 +2,7 @@
 serialised message, path = the full method name).
 
 Used by the correctness check (one request at a time, untimed) and by LoadGen's sender threads;
-the closed loop has its own gevent senders (locust_worker.py).
+the closed loop times its requests on a lean path of its own (http_wire.py, locust_worker.py).
 """
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ import psutil
 import servingbench
 from servingbench.results.store import now_iso
 
-PACKAGES = ("torch", "transformers", "locust", "geventhttpclient", "numpy", "pyarrow",
+PACKAGES = ("torch", "transformers", "locust", "gevent", "numpy", "pyarrow",
             "torchserve", "nvidia-pytriton", "tensorflow", "mlcommons-loadgen")
 
 
