@@ -21,13 +21,11 @@ from fastapi.concurrency import run_in_threadpool
 
 from servingbench.models import get_model
 
-MODEL: dict = {}
-
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     torch.set_num_threads(int(os.environ.get("SERVINGBENCH_THREADS", "1")))
-    MODEL["loaded"] = get_model(os.environ["SERVINGBENCH_MODEL"], os.environ.get("SERVINGBENCH_SIZE", "tiny"),
+    app.state.loaded = get_model(os.environ["SERVINGBENCH_MODEL"], os.environ.get("SERVINGBENCH_SIZE", "tiny"),
                                 os.environ["SERVINGBENCH_WEIGHTS"]).load()
     yield
 
@@ -45,7 +43,7 @@ async def predict(request: Request) -> Response:
     body = await request.body()
     try:
         # The model call blocks: off the event loop, in Starlette's thread pool, as a DIY service would.
-        output = await run_in_threadpool(MODEL["loaded"].predict, body)
+        output = await run_in_threadpool(request.app.state.loaded.predict, body)
     except Exception as exc:  # a bad input is the client's failure, not the server's end
         return Response(json.dumps({"error": f"{type(exc).__name__}: {exc}"}), status_code=400,
                         media_type="application/json")
