@@ -103,6 +103,12 @@ def processes_mentioning(text: str) -> list[str]:
     return found
 
 
+def listening_addresses(pid: int) -> set[str]:
+    """The addresses every process of the tree under `pid` listens on."""
+    tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
+    return {c.laddr.ip for p in tree for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+
+
 @contextmanager
 def launched(framework: str, model_name: str, options: dict, tmp_path: Path):
     """One model packaged for one framework and its real server up: yields (adapter, model, launch spec)."""

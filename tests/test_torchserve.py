@@ -11,7 +11,7 @@ import yaml
 from conftest import launched, processes_mentioning, run_cli
 from servingbench.adapters import ADAPTERS
 from servingbench.adapters.torchserve import TorchServeAdapter
-from servingbench.adapters.torchserve_handler import MANIFEST
+from servingbench.adapters.served_model import MANIFEST
 from servingbench.config import load_study
 from servingbench.display import Display
 from servingbench.orchestrate.study import StudyRunner
@@ -75,10 +75,10 @@ class BrokenHandlerTorchServe(TorchServeAdapter):
     name = "torchserve-broken-handler"
 
     def write_files(self, model, loaded, files_dir):
-        serialized = super().write_files(model, loaded, files_dir)
+        written = super().write_files(model, loaded, files_dir)
         manifest = json.loads((files_dir / MANIFEST).read_text())
         (files_dir / MANIFEST).write_text(json.dumps({**manifest, "model": "no-such-model"}))
-        return serialized
+        return written
 
 
 def test_a_model_that_fails_to_load_fails_its_cell_and_the_study_goes_on(tmp_path, monkeypatch):

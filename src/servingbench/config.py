@@ -75,6 +75,9 @@ class ServerSettings(_Strict):
 
     threads: int = Field(1, ge=1, description="intra-op threads per model worker (1 on a shared CPU host)")
     workers: int = Field(1, ge=1)
+    runtime: Literal["eager", "torchscript", "onnxruntime"] = Field(
+        "torchscript", description="what runs the network inside the Python frameworks (TorchServe, FastAPI, Ray "
+                                   "Serve, ...): the eager model, a TorchScript trace (as the study) or onnxruntime")
     startup_timeout_s: float = Field(300.0, gt=0)
     options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-framework extras")
 

@@ -39,6 +39,7 @@ class Artifact:
     model: str
     path: Path
     files: tuple[Path, ...] = ()
+    runtime: str = ""  # what runs the network inside the server (eager, torchscript, onnxruntime, a backend)
 
 
 class ClientSideProcessing:

@@ -1,9 +1,8 @@
 """The `fastapi` baseline's server: the model behind FastAPI, run by uvicorn, as many teams ship it.
 
 `uvicorn servingbench.adapters.fastapi_app:app --host 127.0.0.1 --port P --workers N`, configured
-through the environment (each uvicorn worker process imports this module and loads its own model):
-SERVINGBENCH_MODEL, SERVINGBENCH_SIZE, SERVINGBENCH_WEIGHTS (a directory written by the model's
-save()) and SERVINGBENCH_THREADS (intra-op threads per worker).
+through the environment: SERVINGBENCH_MODEL_DIR, the served-model folder (served_model.py). Each
+uvicorn worker process imports this module and loads its own model.
 
 POST /predict  body = the sample's wire bytes  -> JSON task output
 GET  /health   200 once this worker's model is loaded (uvicorn accepts nothing before startup ends)
@@ -15,18 +14,15 @@ import os
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
-import torch
 from fastapi import FastAPI, Request, Response
 from fastapi.concurrency import run_in_threadpool
 
-from servingbench.models import get_model
+from servingbench.adapters.served_model import load_served_model
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    torch.set_num_threads(int(os.environ.get("SERVINGBENCH_THREADS", "1")))
-    app.state.loaded = get_model(os.environ["SERVINGBENCH_MODEL"], os.environ.get("SERVINGBENCH_SIZE", "tiny"),
-                                os.environ["SERVINGBENCH_WEIGHTS"]).load()
+    app.state.loaded = load_served_model(os.environ["SERVINGBENCH_MODEL_DIR"])
     yield
 
 

@@ -2,7 +2,8 @@
 
 Configured as the study did: TorchServe's defaults, a custom handler doing preprocessing server side,
 binary request bodies (image / WAV bytes, text). Study settings that reach it: `server.workers`
-(workers per model), `server.threads` (torch threads per worker); `server.options.torchserve`:
+(workers per model), `server.threads` (torch threads per worker), `server.runtime` (the network in
+the handler: torchscript as the study, eager or onnxruntime); `server.options.torchserve`:
 batch_size, max_batch_delay_ms, job_queue_size (TorchServe answers 503 beyond it, as the study saw
 with BART), response_timeout_s, token_auth (TorchServe's default; off here unless asked for),
 archive_format (auto | default | no-archive).
@@ -22,8 +23,8 @@ from pathlib import Path
 from servingbench.adapters import torchserve_handler
 from servingbench.adapters.base import Adapter, Artifact, Availability
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
+from servingbench.adapters.served_model import write_served_model
 from servingbench.errors import ServingbenchError
-from servingbench.exports.torchscript import can_trace, export_torchscript
 from servingbench.launch.contracts import LaunchSpec, Ports
 from servingbench.load.contracts import PreparedRequest
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
@@ -77,24 +78,17 @@ class TorchServeAdapter(Adapter):
     def package(self, model: ModelSpec, loaded: LoadedModel, workdir: Path) -> Artifact:
         files_dir = workdir / "files"
         shutil.rmtree(files_dir, ignore_errors=True)
-        serialized = self.write_files(model, loaded, files_dir)
-        return self.archive(model, files_dir, serialized, workdir / "model_store")
+        serialized, runtime = self.write_files(model, loaded, files_dir)
+        return self.archive(model, files_dir, serialized, workdir / "model_store", runtime)
 
-    def write_files(self, model: ModelSpec, loaded: LoadedModel, files_dir: Path) -> Path:
-        """The archive's content; returns the serialized network (the archiver's --serialized-file)."""
-        manifest = {"model": model.name, "size": model.size, "threads": self.study.server.threads}
-        if can_trace(loaded):
-            loaded.save_processing(files_dir)
-            serialized = export_torchscript(model, loaded, files_dir / "model.pt")
-            manifest.update(network="torchscript", network_file=serialized.name)
-        else:  # BART: the eager model with from_pretrained + generate() in the handler, as the study served it
-            loaded.save(files_dir)
-            serialized = next(files_dir.glob("*.safetensors"))
-            manifest.update(network="eager")
-        (files_dir / torchserve_handler.MANIFEST).write_text(json.dumps(manifest))
-        return serialized
-
-    def archive(self, model: ModelSpec, files_dir: Path, serialized: Path, store: Path) -> Artifact:
+    def write_files(self, model: ModelSpec, loaded: LoadedModel, files_dir: Path) -> tuple[Path, str]:
+        """The archive's content, a served-model folder; returns the network file (the archiver's
+        --serialized-file) and the runtime it is in."""
+        manifest = write_served_model(model, loaded, files_dir, self.study.server.runtime, self.study.server.threads)
+        if manifest.network_file is not None:
+            return files_dir / manifest.network_file, manifest.runtime
+        return next(files_dir.glob("*.safetensors")), manifest.runtime  # eager: the weights
+    def archive(self, model: ModelSpec, files_dir: Path, serialized: Path, store: Path, runtime: str) -> Artifact:
         """torch-model-archiver: a .mar, or a folder for big models (zipping 1.6 GB takes minutes)."""
         archive_format = self.settings["archive_format"]
         if archive_format == "auto":
@@ -110,7 +104,7 @@ class TorchServeAdapter(Adapter):
         if done.returncode != 0:
             raise ServingbenchError(f"torch-model-archiver failed: {(done.stderr or done.stdout).strip()[-300:]}")
         archive = store / (model.name if archive_format == "no-archive" else f"{model.name}.mar")
-        return Artifact(self.name, model.name, archive, (archive,))
+        return Artifact(self.name, model.name, archive, (archive,), runtime)
 
     def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
         s = self.settings

@@ -115,6 +115,7 @@ class StudyRunner:
         def record_package(artifact: Artifact) -> None:
             files, size, lines = package_stats(artifact, run_dir)
             deployment.package_files, deployment.package_bytes, deployment.package_text_lines = files, size, lines
+            deployment.runtime = artifact.runtime
             self.summary.deployments.append(deployment)
 
         with deployed(adapter, model, loaded, run_dir, self.study.server.startup_timeout_s,

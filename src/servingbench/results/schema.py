@@ -226,6 +226,7 @@ class Deployment(BaseModel):
     package_files: int = Field(0, description="files servingbench generated to package the model")
     package_bytes: int = 0
     package_text_lines: int = Field(0, description="lines of generated text files (configs, handlers)")
+    runtime: str = Field("", description="what ran the network inside the server: eager, torchscript, onnxruntime")
     startup_s: float | None = Field(None, description="cold start: launch to ready")
     idle_rss_mb: float | None = Field(None, description="server process tree memory once ready, before load")
 
