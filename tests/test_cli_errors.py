@@ -90,6 +90,7 @@ def test_list_shows_frameworks_with_availability_models_and_presets():
         assert name in done.stdout, name
     # the endpoint framework needs a URL, and says how to give one
     assert "set endpoint.url" in done.stdout
+    assert "runs from" in done.stdout and "main" in done.stdout  # which environment each server runs from
 
 
 def test_unknown_framework_option_is_named_with_the_known_ones(tmp_path):

@@ -125,8 +125,10 @@ def load_options(func):
 @click.option("--size", type=click.Choice(["tiny", "real"]), help="model size")
 @click.option("--weights", help="random | pretrained | a local model directory")
 @click.option("--threads", type=click.IntRange(min=1), help="intra-op threads per model worker")
+@click.option("--runtime", type=click.Choice(["eager", "torchscript", "onnxruntime"]),
+              help="the network inside the Python frameworks (default torchscript, as the study)")
 def run(study, out, frameworks, models, scenarios, users, repetitions, duration, warmup, until_stable, max_duration,
-        target_qps, latency_bound_ms, percentile, find_capacity, slo, accuracy, size, weights, threads) -> None:
+        target_qps, latency_bound_ms, percentile, find_capacity, slo, accuracy, size, weights, threads, runtime) -> None:
     """Run a STUDY: a preset (smoke, quick [default], study) or a YAML file."""
     from servingbench.display import Display
     from servingbench.orchestrate.study import StudyRunner
@@ -134,7 +136,7 @@ def run(study, out, frameworks, models, scenarios, users, repetitions, duration,
 
     resolved = load_study(study, {
         "frameworks": frameworks, "models": models, "size": size, "weights": weights, "accuracy": accuracy,
-        "server.threads": threads,
+        "server.threads": threads, "server.runtime": runtime,
         **_load_overrides(scenarios, users, repetitions, duration, warmup, until_stable, max_duration, target_qps,
                           latency_bound_ms, percentile, find_capacity, slo),
     })
@@ -226,14 +228,20 @@ def list_command() -> None:
 
     console = _stdout_console()
     frameworks = Table(title="frameworks", title_justify="left")
-    for column in ("name", "available here", "what"):
+    for column in ("name", "available here", "runs from", "what"):
         frameworks.add_column(column, overflow="fold")  # reasons and fixes stay whole, never "…"
     for name in adapter_names():
-        adapter = get_adapter(name, Study())
+        try:
+            adapter = get_adapter(name, Study())
+        except Exception as exc:  # noqa: BLE001 - a broken plugin is one row, not the end of the list
+            frameworks.add_row(name, f"no: its adapter does not import: {type(exc).__name__}: {exc}", "", "")
+            continue
         available = adapter.availability()
-        details = ", ".join(f"{k} {v}" for k, v in available.details.items())
-        frameworks.add_row(name, f"yes ({details})" if available.ok else f"no: {available.reason}",
-                           adapter.description)
+        details = dict(available.details)
+        environment = details.pop("environment", "")
+        versions = ", ".join(f"{k} {v}" for k, v in details.items())
+        frameworks.add_row(name, f"yes ({versions})" if available.ok else f"no: {available.reason}",
+                           environment, adapter.description)
     console.print(frameworks)
     models = Table(title="models", title_justify="left")
     for column in ("name", "task", "pretrained weights"):
@@ -258,9 +266,11 @@ def list_command() -> None:
 @click.option("--weights", default="default", help="random | pretrained | a local model directory")
 @click.option("--port", type=click.IntRange(1, 65535), help="HTTP port (default: a free one)")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--runtime", type=click.Choice(["eager", "torchscript", "onnxruntime"]),
+              help="the network inside the Python frameworks (default torchscript, as the study)")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("serve"), show_default=True,
               help="folder for the packaged model and the server log")
-def serve(framework, model, size, weights, port, threads, out) -> None:
+def serve(framework, model, size, weights, port, threads, runtime, out) -> None:
     """Package MODEL for FRAMEWORK, start the server and keep it up until Ctrl-C."""
     from servingbench.adapters import get_adapter
     from servingbench.display import Display
@@ -271,7 +281,7 @@ def serve(framework, model, size, weights, port, threads, out) -> None:
     from servingbench.orchestrate.try_request import try_lines
 
     study = load_study("smoke", {"frameworks": [framework], "models": [model], "size": size,
-                                 "weights": weights, "server.threads": threads})
+                                 "weights": weights, "server.threads": threads, "server.runtime": runtime})
     adapter = get_adapter(framework, study)
     spec = get_model(model, size, weights, study.seed)
     availability = adapter.availability()
@@ -342,6 +352,24 @@ def load(url, payload, method, content_type, headers, users, repetitions, durati
     out = out or default_results_dir()
     summary = load_url(endpoint, load_config, gates, out, display)
     _finish(summary, display, out.resolve())
+
+
+@cli.command()
+@click.argument("frameworks", nargs=-1, required=True)
+def install(frameworks: tuple[str, ...]) -> None:
+    """Create the layered environment of each of FRAMEWORKS whose pins conflict with servingbench's own
+    (kserve, mlserver, ...); frameworks that run from servingbench's environment need nothing."""
+    from servingbench.adapters import adapter_class
+    from servingbench.launch.venvs import create_layered_venv
+
+    for name in frameworks:
+        requirements = list(getattr(adapter_class(name), "venv_requirements", ()))
+        if not requirements:
+            click.echo(f"{name}: runs from servingbench's own environment (pip install -e '.[{name}]'); "
+                       "nothing to create")
+            continue
+        python = create_layered_venv(name, requirements, log=lambda line, n=name: click.echo(f"{n}: {line}"))
+        click.echo(f"{name}: ready ({python})")
 
 
 @cli.command()

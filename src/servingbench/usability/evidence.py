@@ -2,9 +2,11 @@
 scores: install size, cold start, packaging effort, idle memory, and which models it served here."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from importlib import metadata
 
+from servingbench.launch.venvs import venv_site_packages
 from servingbench.results.schema import Deployment, Summary
 from servingbench.results.tables import NOT_MEASURED
 from servingbench.usability.scorecard import Scorecard
@@ -20,16 +22,17 @@ class Evidence:
     not_served: list[str] = field(default_factory=list)  # "model: status: reason"
 
 
-def install_size(distributions: list[str]) -> tuple[int | None, list[str]]:
-    """Bytes on disk of the installed distributions' files, and the names not installed."""
+def install_size(distributions: list[str], framework: str = "") -> tuple[int | None, list[str]]:
+    """Bytes on disk of the installed distributions' files, and the names not installed. A framework
+    with a layered environment (launch/venvs.py) has its distributions there."""
+    layer = [str(site)] if framework and (site := venv_site_packages(framework)).is_dir() else []
     total, missing = 0, []
     for name in distributions:
-        try:
-            files = metadata.distribution(name).files or []
-        except metadata.PackageNotFoundError:
+        found = next(iter(metadata.distributions(name=name, path=layer + sys.path)), None)
+        if found is None:
             missing.append(name)
             continue
-        total += sum(path.stat().st_size for f in files if (path := f.locate()).is_file())
+        total += sum(path.stat().st_size for f in found.files or [] if (path := f.locate()).is_file())
     return (None if len(missing) == len(distributions) else total), missing
 
 
@@ -51,7 +54,7 @@ def gather_evidence(summary: Summary, scorecards: list[Scorecard]) -> list[Evide
     frameworks = dict.fromkeys([c.framework for c in summary.cells] + list(cards))
     found = []
     for fw in frameworks:
-        size, missing = install_size(cards[fw].distributions) if fw in cards else (None, [])
+        size, missing = install_size(cards[fw].distributions, fw) if fw in cards else (None, [])
         served, not_served = _models_served(summary, fw)
         found.append(Evidence(fw, size, missing, [d for d in summary.deployments if d.framework == fw],
                               served, not_served))
