@@ -24,12 +24,15 @@ PYTHON=${PYTHON:-python3}
 # The CPU build of torch first, so nothing below pulls a CUDA build (several GB).
 # Elsewhere, set PIP_EXTRA_INDEX_URL to PyTorch's CPU wheel index before running this script.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test,torchserve,triton,tensorflow,fastapi]"
+.venv/bin/python -m pip install -q -e ".[test,torchserve,triton,tensorflow,fastapi,rayserve,bentoml,litserve]"
 # tf-keras (needed by onnx2tf) and TF Serving's gRPC messages both depend on the full `tensorflow`
 # package, which would install a second copy of TensorFlow over tensorflow-cpu: no deps for them.
 .venv/bin/python -m pip install -q --no-deps "tf-keras==2.21.*" "tensorflow-serving-api==2.21.*"
 # Triton's server binary (python backend only), without the wheel's numpy<2 pin: see pyproject.toml.
 .venv/bin/python -m pip install -q --no-deps "nvidia-pytriton==0.7.0"
+# Frameworks whose pins conflict with the rest (MLServer: fastapi<0.116; KServe: psutil<6; MLflow: pyarrow<26)
+# run from environments layered over .venv (.venv/frameworks/NAME), instead of downgrading shared packages.
+.venv/bin/servingbench install mlserver kserve mlflow
 # Offline tokenizer assets (GPT-2 BPE for BART), fetched once from PyPI into the cache.
 .venv/bin/servingbench assets
 echo "servingbench is set up: .venv/bin/servingbench --help"

@@ -1,6 +1,7 @@
 """Shared fixtures: real servers on 127.0.0.1, the CLI as a user runs it, and process checks."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import subprocess
 import sys
@@ -104,9 +105,12 @@ def processes_mentioning(text: str) -> list[str]:
 
 
 def listening_addresses(pid: int) -> set[str]:
-    """The addresses every process of the tree under `pid` listens on."""
+    """The addresses every process of the tree under `pid` listens on. An IPv4-mapped IPv6 socket (gRPC's
+    way to listen on 127.0.0.1: ::ffff:127.0.0.1) counts as its IPv4 address."""
     tree = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    return {c.laddr.ip for p in tree for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+    addresses = {ipaddress.ip_address(c.laddr.ip) for p in tree for c in p.net_connections(kind="inet")
+                 if c.status == psutil.CONN_LISTEN}
+    return {str(getattr(a, "ipv4_mapped", None) or a) for a in addresses}
 
 
 @contextmanager

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from pydantic import ValidationError
 
 from conftest import run_cli
+from servingbench.adapters import adapter_names
 from servingbench.analysis.stats import aggregate_cell
 from servingbench.outputs.breakdown import latency_breakdown
 from servingbench.outputs.figures import KINDS
@@ -29,6 +31,7 @@ from servingbench.results.schema import (
     TrialSummary,
 )
 from servingbench.results.store import ResultsDir
+from servingbench.usability.scorecard import CRITERIA, Scorecard, load_scorecards
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 MODELS = ("resnet50", "wav2vec2-truncated")
@@ -158,6 +161,8 @@ def test_report_is_self_contained_and_answers_first(study):
             "client send 0.05 ms (0%)") in html
     assert TRITON_UNSUPPORTED in html and CPU_WARNING in html
     assert "Limited Maintenance" in html and "TensorFlow Serving" in html  # the scorecard and its notes
+    # a framework the study did not score: servingbench's own scores, with the sources they cite
+    assert "Scored by servingbench." in html and "https://fastapi.tiangolo.com/deployment/server-workers/" in html
     assert "12.5" in html and "850.0" in html  # deployment evidence
     assert "all samples match the in-process reference" in html
 
@@ -251,3 +256,16 @@ def test_report_renders_in_headless_chromium(study, tmp_path):
     with Image.open(shot) as image:
         colors = image.convert("L").getcolors(maxcolors=1 << 16)
     assert colors is None or len(colors) > 50, "the page rendered blank"
+
+
+def test_a_scorecard_the_study_did_not_score_must_cite_its_sources():
+    card = {"schema_version": 1, "framework": "x", "name": "X", "criteria": {
+        key: {"score": 3, "justification": "because"} for key in CRITERIA}}
+    with pytest.raises(ValidationError, match="sources"):
+        Scorecard.model_validate(card)
+    assert Scorecard.model_validate({**card, "sources": ["https://example.org/docs"]}).scored_by == "servingbench"
+
+
+def test_every_framework_servingbench_launches_has_a_scorecard():
+    launched_here = set(adapter_names()) - {"reference", "endpoint"}  # baselines of the tool, not frameworks
+    assert launched_here <= {card.framework for card in load_scorecards()}

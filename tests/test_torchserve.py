@@ -10,8 +10,8 @@ import yaml
 
 from conftest import launched, processes_mentioning, run_cli
 from servingbench.adapters import ADAPTERS
-from servingbench.adapters.torchserve import TorchServeAdapter
 from servingbench.adapters.served_model import MANIFEST
+from servingbench.adapters.torchserve import TorchServeAdapter
 from servingbench.config import load_study
 from servingbench.display import Display
 from servingbench.orchestrate.study import StudyRunner

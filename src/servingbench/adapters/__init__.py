@@ -16,6 +16,12 @@ ADAPTERS: dict[str, str] = {
     "torchserve": "servingbench.adapters.torchserve:TorchServeAdapter",
     "triton": "servingbench.adapters.triton:TritonAdapter",
     "tfserving": "servingbench.adapters.tfserving:TFServingAdapter",
+    "rayserve": "servingbench.adapters.rayserve:RayServeAdapter",
+    "bentoml": "servingbench.adapters.bentoml:BentoMLAdapter",
+    "litserve": "servingbench.adapters.litserve:LitServeAdapter",
+    "mlserver": "servingbench.adapters.mlserver:MLServerAdapter",
+    "kserve": "servingbench.adapters.kserve:KServeAdapter",
+    "mlflow": "servingbench.adapters.mlflow:MLflowAdapter",
     "fastapi": "servingbench.adapters.fastapi:FastAPIAdapter",
 }
 

@@ -1,0 +1,42 @@
+"""`litserve`: the model as a LitServe LitAPI, run by a LitServer (uvicorn front processes, inference workers).
+
+The server is the script `litserve_app.py`. Study settings that reach it: `server.workers` (LitServer's
+`workers_per_device` on one CPU "device": inference processes, each with its own model, and as many
+uvicorn processes), `server.threads` and `server.runtime` (through the served-model folder);
+`server.options.litserve`: max_batch_size (LitAPI's, 1: no batching) and batch_timeout_s (LitAPI's
+`batch_timeout`: how long a batch waits to fill), timeout_s (LitServer's `timeout`: a request waiting
+longer gets 504). A bad input fails its request with 400, and with batching on, the whole batch it
+came in, as LitServe fails a batch whose predict raises.
+
+Requests carry the sample's raw bytes like every framework's: LitServe would read the body as JSON,
+but its decode_request takes it as `bytes` (see litserve_app.py). LitServe has no server-side
+metrics of its own (its Logger API leaves collecting and exposing them to the user), so none here.
+"""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from servingbench.adapters.base import Artifact
+from servingbench.adapters.python_framework import PythonFrameworkAdapter
+from servingbench.launch.contracts import LaunchSpec, Ports
+
+
+class LitServeAdapter(PythonFrameworkAdapter):
+    name = "litserve"
+    description = "Lightning AI LitServe (a LitAPI run by LitServer)"
+    server_packages = ("litserve",)
+    option_defaults = {"max_batch_size": 1, "batch_timeout_s": 0.0, "timeout_s": 30.0}
+
+    def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
+        s = self.settings
+        argv = (self.python, "-m", "servingbench.adapters.litserve_app", "--model-dir", str(artifact.path),
+                "--port", str(ports.http), "--workers", str(self.study.server.workers),
+                "--max-batch-size", str(s["max_batch_size"]), "--batch-timeout-s", str(s["batch_timeout_s"]),
+                "--timeout-s", str(s["timeout_s"]))
+        # Short: multiprocessing's manager listens on a Unix socket in it (paths at most 107 bytes).
+        tmp = Path(tempfile.mkdtemp(prefix="servingbench-litserve-"))
+        base = f"http://127.0.0.1:{ports.http}"
+        return LaunchSpec(base_url=base, ready_url=f"{base}/health", argv=argv, cwd=run_dir,
+                          env={**self.server_env(), "TMPDIR": str(tmp)}, scratch_dirs=(tmp,),
+                          fatal_log_patterns=("Error setting up worker",))  # a worker's setup raised
