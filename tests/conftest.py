@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import subprocess
 import sys
@@ -11,11 +12,13 @@ from pathlib import Path
 
 import psutil
 import pytest
+import yaml
 
 from servingbench.adapters import get_adapter
 from servingbench.config import load_study
 from servingbench.launch.ports import free_port
 from servingbench.launch.process import ManagedProcess, wait_ready
+from servingbench.load.transport import send_once
 from servingbench.models import get_model
 from servingbench.orchestrate.deployment import deployed
 
@@ -120,3 +123,48 @@ def launched(framework: str, model_name: str, options: dict, tmp_path: Path):
     model = get_model(model_name)
     with deployed(adapter, model, model.load(), tmp_path, 180) as live:
         yield adapter, model, live.launch
+
+
+def run_resnet50_and_bart_study(framework: str, tmp_path: Path, *args: str, timeout: float = 900) -> tuple[list[dict], Path]:
+    """`servingbench run STUDY.yaml --out DIR` serving tiny resnet50 and bart-large-cnn on `framework` (2 users,
+    one short trial), from an empty working directory as a user runs it. Checks that both cells are measured
+    and answer like the model, that nothing is left in that directory nor running from the results folder;
+    returns the cells and the results folder."""
+    study = tmp_path / "study.yaml"
+    study.write_text(yaml.safe_dump({
+        "frameworks": [framework], "models": ["resnet50", "bart-large-cnn"], "size": "tiny",
+        "load": {"users": [2], "repetitions": 1, "duration_s": 2, "warmup_s": 0.5}}))
+    out, cwd = tmp_path / "results", tmp_path / "cwd"
+    cwd.mkdir()
+    done = run_cli("run", str(study), "--out", str(out), *args, timeout=timeout, cwd=cwd)
+    assert done.returncode == 0, done.stderr[-3000:]
+    cells = json.loads((out / "summary.json").read_text())["cells"]
+    assert sorted(c["model"] for c in cells) == ["bart-large-cnn", "resnet50"]
+    for cell in cells:
+        assert cell["status"] == "ok" and cell["correct"]["ok"] is True, cell
+        assert cell["failed"] == 0 and cell["throughput_rps"]["mean"] > 0
+    assert list(cwd.iterdir()) == []  # nothing written where the user ran servingbench
+    assert processes_mentioning(str(out)) == []
+    return cells, out
+
+
+def assert_server_time(cell: dict, split: bool = False) -> None:
+    """The framework's own counters, scraped around the trial, saw the trial's requests and timed them
+    (`split`: also into inference and the rest)."""
+    metrics = cell["repetitions"][0]["server_metrics"]
+    assert metrics["requests_total"] >= cell["repetitions"][0]["ok"] and metrics["server_ms_mean"] > 0, metrics
+    if split:
+        assert metrics["server_ms_mean"] >= metrics["inference_ms_mean"] > 0, metrics
+
+
+def assert_answers_raw_bytes_like_the_model(live, adapter, model, loaded) -> None:
+    """A live resnet50 server answers a sample's raw bytes as the model does in-process, and refuses
+    b"not an image" in their place with a 400, not a crash."""
+    sample = model.samples()[0]
+    status, body, error = send_once(live.launch.base_url, adapter.request(model, sample), 30)
+    assert error is None, body[:300]
+    assert adapter.decode(model, status, body)["top5"][0][0] == loaded.predict(sample.data)["top5"][0][0]
+    bad_status, _, bad_error = send_once(live.launch.base_url, adapter.request(model, sample).model_copy(
+        update={"body": b"not an image"}), 30)
+    assert bad_status == 400 and bad_error == "HTTP 400"
+

@@ -1,14 +1,18 @@
 """Real BentoML: `bentoml serve` of servingbench's @bentoml.service, its workers and its Prometheus metrics."""
-import json
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
 import pytest
-import yaml
 
-from conftest import listening_addresses, processes_mentioning, run_cli
+from conftest import (
+    assert_answers_raw_bytes_like_the_model,
+    assert_server_time,
+    listening_addresses,
+    processes_mentioning,
+    run_resnet50_and_bart_study,
+)
 from servingbench.adapters import get_adapter
 from servingbench.adapters.bentoml import BentoMLAdapter
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
@@ -29,13 +33,7 @@ def test_two_workers_answer_raw_bytes_like_the_model_count_them_and_listen_on_lo
         assert len(psutil.Process(live.server.pid).children(recursive=True)) >= 2  # the workers
         assert listening_addresses(live.server.pid) == {"127.0.0.1"}
         before = live.scrape_metrics()
-        sample = model.samples()[0]
-        status, body, error = send_once(live.launch.base_url, adapter.request(model, sample), 30)
-        assert error is None, body[:300]
-        assert adapter.decode(model, status, body)["top5"][0][0] == loaded.predict(sample.data)["top5"][0][0]
-        bad_status, _, bad_error = send_once(live.launch.base_url, adapter.request(model, sample).model_copy(
-            update={"body": b"not an image"}), 30)
-        assert bad_status == 400 and bad_error == "HTTP 400"
+        assert_answers_raw_bytes_like_the_model(live, adapter, model, loaded)
         after = live.scrape_metrics()
         assert after["requests_total"] - before["requests_total"] == 2  # both answers, the 400 too
         assert after["server_us_total"] > before["server_us_total"]
@@ -72,21 +70,7 @@ def test_adaptive_batching_batches_concurrent_requests_and_fails_only_the_bad_on
 
 
 def test_a_study_serves_resnet50_and_bart_correctly_under_load_with_server_time(tmp_path):
-    study = tmp_path / "study.yaml"
-    study.write_text(yaml.safe_dump({
-        "frameworks": ["bentoml"], "models": ["resnet50", "bart-large-cnn"], "size": "tiny",
-        "load": {"users": [2], "repetitions": 1, "duration_s": 2, "warmup_s": 0.5}}))
-    out, cwd = tmp_path / "results", tmp_path / "cwd"
-    cwd.mkdir()
-    done = run_cli("run", str(study), "--out", str(out), timeout=600, cwd=cwd)
-    assert done.returncode == 0, done.stderr[-3000:]
-    cells = json.loads((out / "summary.json").read_text())["cells"]
-    assert sorted(c["model"] for c in cells) == ["bart-large-cnn", "resnet50"]
+    cells, _ = run_resnet50_and_bart_study("bentoml", tmp_path)
     for cell in cells:
-        assert cell["status"] == "ok" and cell["correct"]["ok"] is True, cell
-        assert cell["failed"] == 0 and cell["throughput_rps"]["mean"] > 0
-        metrics = cell["repetitions"][0]["server_metrics"]  # scraped from BentoML's /metrics around the trial
-        assert metrics["requests_total"] >= cell["repetitions"][0]["ok"] and metrics["server_ms_mean"] > 0
-    assert processes_mentioning(str(out)) == []
-    assert list(cwd.iterdir()) == []  # nothing written where the user ran servingbench
+        assert_server_time(cell)  # BentoML's /metrics
     assert not list(Path(tempfile.gettempdir()).glob("servingbench-bentoml-*"))

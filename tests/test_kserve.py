@@ -4,9 +4,8 @@ import subprocess
 
 import psutil
 import pytest
-import yaml
 
-from conftest import listening_addresses, processes_mentioning, run_cli
+from conftest import assert_server_time, listening_addresses, processes_mentioning, run_resnet50_and_bart_study
 from servingbench.adapters import get_adapter
 from servingbench.adapters.kserve import KServeAdapter
 from servingbench.config import load_study
@@ -76,22 +75,7 @@ def test_two_workers_answer_v1_like_the_model_on_loopback_only_without_grpc(tmp_
 
 
 def test_a_study_serves_resnet50_and_bart_correctly_under_load_with_server_time(tmp_path):
-    study = tmp_path / "study.yaml"
-    study.write_text(yaml.safe_dump({
-        "frameworks": ["kserve"], "models": ["resnet50", "bart-large-cnn"], "size": "tiny",
-        "load": {"users": [2], "repetitions": 1, "duration_s": 2, "warmup_s": 0.5}}))
-    out, cwd = tmp_path / "results", tmp_path / "cwd"
-    cwd.mkdir()
-    done = run_cli("run", str(study), "--out", str(out), timeout=600, cwd=cwd)
-    assert done.returncode == 0, done.stderr[-3000:]
-    cells = json.loads((out / "summary.json").read_text())["cells"]
-    assert sorted(c["model"] for c in cells) == ["bart-large-cnn", "resnet50"]
+    cells, _ = run_resnet50_and_bart_study("kserve", tmp_path)
     for cell in cells:
-        assert cell["status"] == "ok" and cell["correct"]["ok"] is True, cell
-        assert cell["failed"] == 0 and cell["throughput_rps"]["mean"] > 0
-        metrics = cell["repetitions"][0]["server_metrics"]  # scraped from KServe's /metrics around the trial
-        assert metrics["requests_total"] >= cell["repetitions"][0]["ok"] and metrics["server_ms_mean"] > 0
-        assert metrics["server_ms_mean"] >= metrics["inference_ms_mean"] > 0
-    assert processes_mentioning(str(out)) == []
-    assert processes_mentioning(str(venv_dir("kserve"))) == []
-    assert list(cwd.iterdir()) == []  # nothing written where the user ran servingbench
+        assert_server_time(cell, split=True)  # KServe's /metrics
+    assert processes_mentioning(str(venv_dir("kserve"))) == []  # its spawned workers name only their python

@@ -1,14 +1,17 @@
 """Real LitServe: servingbench's LitAPI run by a LitServer, its process tree and its raw-bytes requests."""
-import json
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import psutil
 import pytest
-import yaml
 
-from conftest import listening_addresses, processes_mentioning, run_cli
+from conftest import (
+    assert_answers_raw_bytes_like_the_model,
+    listening_addresses,
+    processes_mentioning,
+    run_resnet50_and_bart_study,
+)
 from servingbench.adapters import get_adapter
 from servingbench.adapters.litserve import LitServeAdapter
 from servingbench.config import load_study
@@ -38,13 +41,7 @@ def test_two_workers_answer_raw_bytes_like_the_model_and_listen_on_loopback_only
         tree = psutil.Process(live.server.pid).children(recursive=True)
         assert len(tree) >= 4  # two inference workers and two uvicorn processes
         assert listening_addresses(live.server.pid) == {"127.0.0.1"}  # not LitServe's default 0.0.0.0
-        sample = model.samples()[0]
-        status, body, error = send_once(live.launch.base_url, adapter.request(model, sample), 30)
-        assert error is None, body[:300]
-        assert adapter.decode(model, status, body)["top5"][0][0] == loaded.predict(sample.data)["top5"][0][0]
-        bad_status, _, bad_error = send_once(live.launch.base_url, adapter.request(model, sample).model_copy(
-            update={"body": b"not an image"}), 30)
-        assert bad_status == 400 and bad_error == "HTTP 400"
+        assert_answers_raw_bytes_like_the_model(live, adapter, model, loaded)
         scratch = live.launch.scratch_dirs
     assert not [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert processes_mentioning(str(tmp_path)) == [] and processes_working_in(tmp_path) == []
@@ -69,19 +66,6 @@ def test_batching_answers_each_request_like_the_model(tmp_path):
 
 
 def test_a_study_serves_resnet50_and_bart_correctly_under_load(tmp_path):
-    study = tmp_path / "study.yaml"
-    study.write_text(yaml.safe_dump({
-        "frameworks": ["litserve"], "models": ["resnet50", "bart-large-cnn"], "size": "tiny",
-        "load": {"users": [2], "repetitions": 1, "duration_s": 2, "warmup_s": 0.5}}))
-    out, cwd = tmp_path / "results", tmp_path / "cwd"
-    cwd.mkdir()
-    done = run_cli("run", str(study), "--out", str(out), timeout=600, cwd=cwd)
-    assert done.returncode == 0, done.stderr[-3000:]
-    cells = json.loads((out / "summary.json").read_text())["cells"]
-    assert sorted(c["model"] for c in cells) == ["bart-large-cnn", "resnet50"]
-    for cell in cells:
-        assert cell["status"] == "ok" and cell["correct"]["ok"] is True, cell
-        assert cell["failed"] == 0 and cell["throughput_rps"]["mean"] > 0
-    assert processes_mentioning(str(out)) == [] and processes_working_in(out) == []
-    assert list(cwd.iterdir()) == []  # no client.py where the user ran servingbench
+    _, out = run_resnet50_and_bart_study("litserve", tmp_path)  # no client.py where the user ran it
+    assert processes_working_in(out) == []
     assert not list(Path(tempfile.gettempdir()).glob("servingbench-litserve-*"))

@@ -4,9 +4,8 @@ import json
 
 import psutil
 import pytest
-import yaml
 
-from conftest import listening_addresses, processes_mentioning, run_cli
+from conftest import listening_addresses, processes_mentioning, run_resnet50_and_bart_study
 from servingbench.adapters import get_adapter
 from servingbench.adapters.mlflow import MLflowAdapter
 from servingbench.config import load_study
@@ -45,17 +44,5 @@ def test_two_workers_answer_like_the_model_and_listen_on_loopback_only(tmp_path,
 
 
 def test_a_study_serves_resnet50_and_bart_correctly_under_load(tmp_path):
-    study = tmp_path / "study.yaml"
-    study.write_text(yaml.safe_dump({
-        "frameworks": ["mlflow"], "models": ["resnet50", "bart-large-cnn"], "size": "tiny",
-        "load": {"users": [2], "repetitions": 1, "duration_s": 2, "warmup_s": 0.5}}))
-    out = tmp_path / "results"
-    done = run_cli("run", str(study), "--out", str(out), timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    cells = json.loads((out / "summary.json").read_text())["cells"]
-    assert sorted(c["model"] for c in cells) == ["bart-large-cnn", "resnet50"]
-    for cell in cells:
-        assert cell["status"] == "ok" and cell["correct"]["ok"] is True, cell
-        assert cell["failed"] == 0 and cell["throughput_rps"]["mean"] > 0
-    assert processes_mentioning(str(out)) == []
-    assert processes_mentioning(MLFLOW_PYTHON) == []
+    run_resnet50_and_bart_study("mlflow", tmp_path)
+    assert processes_mentioning(MLFLOW_PYTHON) == []  # its uvicorn workers name only their python

@@ -1,5 +1,4 @@
 """Ray Serve: the model in a Serve deployment on a private local Ray; its metrics; nothing of Ray left after."""
-import json
 import os
 import signal
 import time
@@ -7,12 +6,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import psutil
 import pytest
-import yaml
 
-from conftest import listening_addresses, processes_mentioning, run_cli
+from conftest import assert_server_time, listening_addresses, processes_mentioning, run_resnet50_and_bart_study
 from servingbench.adapters import get_adapter
-from servingbench.adapters.rayserve import RayServeAdapter, scratch_dir
+from servingbench.adapters.rayserve import RayServeAdapter
 from servingbench.config import load_study
+from servingbench.launch.scratch import scratch_dir
 from servingbench.load.transport import send_once
 from servingbench.models import get_model
 from servingbench.orchestrate.deployment import deployed
@@ -45,7 +44,7 @@ def test_batched_replicas_answer_like_the_model_on_loopback_only_and_die_with_a_
         "max_batch_size": 4, "max_ongoing_requests": 8, "batch_wait_timeout_s": 0.05}}}))
     model = get_model("resnet50")
     loaded = model.load()
-    scratch = scratch_dir(tmp_path / "run")
+    scratch = scratch_dir("ray", tmp_path / "run")
     with deployed(adapter, model, loaded, tmp_path / "run", 300) as live:
         tree = psutil.Process(live.server.pid).children(recursive=True)
         assert sum("ServeReplica" in " ".join(p.cmdline()) for p in tree) == 2
@@ -71,20 +70,8 @@ def test_batched_replicas_answer_like_the_model_on_loopback_only_and_die_with_a_
 
 
 def test_a_study_serves_resnet50_and_bart_correctly_under_load_with_server_metrics(tmp_path):
-    study = tmp_path / "study.yaml"
-    study.write_text(yaml.safe_dump({
-        "frameworks": ["rayserve"], "models": ["resnet50", "bart-large-cnn"], "size": "tiny",
-        "load": {"users": [2], "repetitions": 1, "duration_s": 2, "warmup_s": 0.5}}))
-    out = tmp_path / "results"
-    done = run_cli("run", str(study), "--out", str(out), timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    cells = json.loads((out / "summary.json").read_text())["cells"]
-    assert sorted(c["model"] for c in cells) == ["bart-large-cnn", "resnet50"]
+    cells, _ = run_resnet50_and_bart_study("rayserve", tmp_path)
     for cell in cells:
-        assert cell["status"] == "ok" and cell["correct"]["ok"] is True, cell
-        assert cell["failed"] == 0 and cell["throughput_rps"]["mean"] > 0
-        server = cell["repetitions"][0]["server_metrics"]
-        assert server["requests_total"] >= cell["repetitions"][0]["ok"], server
-        assert server["server_ms_mean"] >= server["inference_ms_mean"] > 0, server
+        assert_server_time(cell, split=True)  # Ray's metrics agent
     # The launcher signals the server's process group; Ray's processes are not in it, and must end as well.
-    assert processes_mentioning(str(out)) == [] and processes_using("servingbench-ray-") == []
+    assert processes_using("servingbench-ray-") == []

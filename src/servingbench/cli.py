@@ -238,7 +238,7 @@ def list_command() -> None:
             continue
         available = adapter.availability()
         details = dict(available.details)
-        environment = details.pop("environment", "")
+        environment = details.pop("environment", "main" if available.ok else "")  # servingbench's own unless said
         versions = ", ".join(f"{k} {v}" for k, v in details.items())
         frameworks.add_row(name, f"yes ({versions})" if available.ok else f"no: {available.reason}",
                            environment, adapter.description)

@@ -19,7 +19,6 @@ parsing the body, the model, the JSON answer. It has no queue/inference split.
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -28,6 +27,7 @@ from servingbench.adapters.base import Artifact
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
 from servingbench.adapters.python_framework import PythonFrameworkAdapter
 from servingbench.launch.contracts import LaunchSpec, Ports
+from servingbench.launch.scratch import scratch_dir
 
 SERVICE_MODULE = "servingbench.adapters.bentoml_service"
 ARGUMENTS_FILE = "bentoml_arguments.yaml"
@@ -56,8 +56,7 @@ class BentoMLAdapter(PythonFrameworkAdapter):
             service, arguments = "ServedModel", {"service": {**model_service, "traffic": traffic}}
         arguments_file = run_dir / ARGUMENTS_FILE
         arguments_file.write_text(yaml.safe_dump({"model_dir": str(artifact.path), **arguments}))
-        # Short: BentoML puts Unix sockets in it, whose paths may not exceed 103 bytes.
-        tmp = Path(tempfile.mkdtemp(prefix="servingbench-bentoml-"))
+        tmp = scratch_dir("bentoml", run_dir)  # BentoML puts Unix sockets in it
         argv = (self.python, "-m", "bentoml", "serve", f"{SERVICE_MODULE}:{service}", "--host", "127.0.0.1",
                 "--port", str(ports.http), "--arg-file", str(arguments_file))
         env = {**self.server_env(), "BENTOML_HOME": str(run_dir / "bentoml_home"), "BENTOML_DO_NOT_TRACK": "true",

@@ -14,12 +14,12 @@ metrics of its own (its Logger API leaves collecting and exposing them to the us
 """
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
 from servingbench.adapters.base import Artifact
 from servingbench.adapters.python_framework import PythonFrameworkAdapter
 from servingbench.launch.contracts import LaunchSpec, Ports
+from servingbench.launch.scratch import scratch_dir
 
 
 class LitServeAdapter(PythonFrameworkAdapter):
@@ -34,8 +34,7 @@ class LitServeAdapter(PythonFrameworkAdapter):
                 "--port", str(ports.http), "--workers", str(self.study.server.workers),
                 "--max-batch-size", str(s["max_batch_size"]), "--batch-timeout-s", str(s["batch_timeout_s"]),
                 "--timeout-s", str(s["timeout_s"]))
-        # Short: multiprocessing's manager listens on a Unix socket in it (paths at most 107 bytes).
-        tmp = Path(tempfile.mkdtemp(prefix="servingbench-litserve-"))
+        tmp = scratch_dir("litserve", run_dir)  # multiprocessing's manager listens on a Unix socket in it
         base = f"http://127.0.0.1:{ports.http}"
         return LaunchSpec(base_url=base, ready_url=f"{base}/health", argv=argv, cwd=run_dir,
                           env={**self.server_env(), "TMPDIR": str(tmp)}, scratch_dirs=(tmp,),

@@ -13,9 +13,7 @@ a second or two late: scrape_metrics reads them once they have settled.
 """
 from __future__ import annotations
 
-import hashlib
 import secrets
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from servingbench.adapters.base import Artifact
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
 from servingbench.adapters.python_framework import PythonFrameworkAdapter
 from servingbench.launch.contracts import LaunchSpec, Ports
+from servingbench.launch.scratch import scratch_dir
 
 APP_NAME = "servingbench"  # the Serve application's name, a label on its metrics
 # Ray's metrics, in servingbench's names (see Adapter.scrape_metrics); sums in milliseconds. The proxy sees
@@ -41,13 +40,6 @@ METRICS_SETTLE_S = 2.0
 METRICS_SETTLE_TIMEOUT_S = 20.0
 
 
-def scratch_dir(run_dir: Path) -> Path:
-    """Ray's temp folder for one run folder: its session, logs and Unix sockets, whose paths may not exceed
-    107 bytes, so not inside a deep run folder; a short folder under the system temp dir instead."""
-    digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:8]
-    return Path(tempfile.gettempdir()) / f"servingbench-ray-{digest}"
-
-
 class RayServeAdapter(PythonFrameworkAdapter):
     name = "rayserve"
     description = "Ray Serve: the model in a Serve deployment, Serve's HTTP proxy in front (private local Ray)"
@@ -55,8 +47,7 @@ class RayServeAdapter(PythonFrameworkAdapter):
     option_defaults = {"max_ongoing_requests": 5, "max_batch_size": 1, "batch_wait_timeout_s": 0.01}
 
     def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
-        scratch = scratch_dir(run_dir)
-        scratch.mkdir(exist_ok=True)
+        scratch = scratch_dir("ray", run_dir)  # Ray's temp folder: its session, logs and Unix sockets
         # Ray authenticates its own processes with a token (its default); this run's own, not ~/.ray/auth_token.
         token = scratch / "auth_token"
         token.touch(mode=0o600)

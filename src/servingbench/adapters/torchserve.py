@@ -10,14 +10,12 @@ archive_format (auto | default | no-archive).
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from servingbench.adapters import torchserve_handler
@@ -26,6 +24,7 @@ from servingbench.adapters.http_metrics import get_text, prometheus_counters
 from servingbench.adapters.served_model import write_served_model
 from servingbench.errors import ServingbenchError
 from servingbench.launch.contracts import LaunchSpec, Ports
+from servingbench.launch.scratch import scratch_dir
 from servingbench.load.contracts import PreparedRequest
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
@@ -42,18 +41,6 @@ METRICS = {"ts_inference_requests_total": "requests_total",
 
 def _venv_tool(name: str) -> Path:
     return Path(sys.executable).with_name(name)
-
-
-def _short_tmp(run_dir: Path) -> Path:
-    """TorchServe's own temp folder (pid file, worker sockets), one per run folder.
-
-    Workers talk over Unix sockets in it, whose paths may not exceed 107 bytes, so it can't live
-    inside a deep run folder: a short folder under the system temp dir, named after the run folder.
-    """
-    digest = hashlib.sha256(str(run_dir.resolve()).encode()).hexdigest()[:12]
-    tmp = Path(tempfile.gettempdir()) / f"servingbench-ts-{digest}"
-    tmp.mkdir(exist_ok=True)
-    return tmp
 
 
 class TorchServeAdapter(Adapter):
@@ -131,7 +118,7 @@ class TorchServeAdapter(Adapter):
         }
         config_file = run_dir / "config.properties"
         config_file.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
-        tmp = _short_tmp(run_dir)
+        tmp = scratch_dir("ts", run_dir)  # TorchServe's pid file and its workers' Unix sockets
         threads = str(self.study.server.threads)
         self._key_file = run_dir / KEY_FILE if s["token_auth"] else None
         base = f"http://127.0.0.1:{ports.http}"

@@ -18,6 +18,8 @@ def export_onnx(model: ModelSpec, loaded: LoadedModel, path: Path, input_name: s
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # Tracing reads every property of the module, transformers' deprecated alias included: not the user's concern.
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
         try:
             with torch.inference_mode():
                 rank_out = module(example).dim()

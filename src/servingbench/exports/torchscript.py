@@ -24,6 +24,8 @@ def export_torchscript(model: ModelSpec, loaded: LoadedModel, path: Path) -> Pat
     # and the served outputs are compared with the eager model before any load.
     with torch.inference_mode(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # Tracing reads every property of the module, transformers' deprecated alias included: not the user's concern.
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing` is deprecated", FutureWarning)
         try:
             traced = torch.jit.trace(module, example, check_trace=False)
         except Exception as exc:  # noqa: BLE001 - the tracer's own message is the reason
