@@ -19,9 +19,9 @@ from servingbench.usability.scorecard import load_scorecards
 def _ci(estimate) -> str:
     if estimate is None or estimate.mean is None:
         return "-"
-    if estimate.ci95_low is None:
-        return f"{estimate.mean:.1f}"
-    return f"{estimate.mean:.1f} ({estimate.ci95_low:.1f}-{estimate.ci95_high:.1f})"
+    if estimate.ci95_low is None:  # one repetition
+        return f"{estimate.mean:.2f}"
+    return f"{estimate.mean:.2f} ({estimate.ci95_low:.2f}-{estimate.ci95_high:.2f})"
 
 
 def _number(value: float | None, spec: str = "{:.1f}") -> str:
