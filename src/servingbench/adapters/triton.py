@@ -13,7 +13,6 @@ only), one you give with `server.options.triton.server`, or the official contain
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import sys
@@ -25,12 +24,13 @@ import torch
 from servingbench.adapters import kserve_v2
 from servingbench.adapters.base import Adapter, Artifact, Availability, ClientSideProcessing
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
+from servingbench.adapters.served_model import write_served_model
 from servingbench.errors import ServingbenchError
 from servingbench.exports.onnx import export_onnx
 from servingbench.exports.savedmodel import INPUT as SAVEDMODEL_INPUT
 from servingbench.exports.savedmodel import OUTPUT as SAVEDMODEL_OUTPUT
 from servingbench.exports.savedmodel import export_savedmodel, variable_axes
-from servingbench.exports.torchscript import can_trace, export_torchscript
+from servingbench.exports.torchscript import export_torchscript
 from servingbench.launch.containers import find_runtime, runtime_problem
 from servingbench.launch.contracts import LaunchSpec, Ports
 from servingbench.load.contracts import PreparedRequest
@@ -45,7 +45,6 @@ CONTAINER_REPOSITORY = "/models"
 PROTOCOLS = ("http", "grpc")
 # Copied as model.py into the repository; imported only inside Triton's stub (it needs pb_utils).
 PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
-MANIFEST = "servingbench.json"  # what model.py reads: model, size, network, tensor names
 INPUT, OUTPUT = "INPUT__0", "OUTPUT__0"  # the pytorch backend's naming convention; fine for all backends
 # config.pbtxt's DataType names (model_config.proto) and platforms of the backends that take one.
 TRITON_TYPES = {torch.float32: "TYPE_FP32", torch.int64: "TYPE_INT64", torch.float16: "TYPE_FP16",
@@ -148,17 +147,11 @@ class TritonAdapter(Adapter):
         shutil.rmtree(repo, ignore_errors=True)
         version = repo / model.name / "1"
         version.mkdir(parents=True)
-        manifest = {"model": model.name, "size": model.size, "threads": self.study.server.threads,
-                    "input": INPUT, "output": OUTPUT}
-        if backend == "python":
+        runtime = f"{backend} backend"
+        if backend == "python":  # the served-model folder every Python framework runs, in server.runtime
             shutil.copy(PYTHON_MODEL, version / "model.py")
-            if can_trace(loaded):
-                export_torchscript(model, loaded, version / "model.pt")
-                manifest.update(network="torchscript", network_file="model.pt")
-            else:  # BART's generate() loop runs eagerly in the python backend
-                loaded.save(version / "weights")
-                manifest.update(network="eager")
-            (version / MANIFEST).write_text(json.dumps(manifest))
+            served = write_served_model(model, loaded, version, self.study.server.runtime, self.study.server.threads)
+            runtime = f"{served.runtime} (python backend)"
         elif backend == "pytorch":
             export_torchscript(model, loaded, version / "model.pt")
         elif backend == "onnxruntime":
@@ -169,7 +162,7 @@ class TritonAdapter(Adapter):
             raise ServingbenchError(f"server.options.triton.backend: unknown backend '{backend}'")
         (repo / model.name / "config.pbtxt").write_text(self.model_config(model, loaded))
         self._client.keep(model.name, loaded)
-        return Artifact(self.name, model.name, repo, tuple(sorted(repo.rglob("*"))))
+        return Artifact(self.name, model.name, repo, tuple(sorted(repo.rglob("*"))), runtime)
 
     def _tensor_names(self) -> tuple[str, str]:
         """A SavedModel's tensors are its signature's; every other backend uses INPUT__0 / OUTPUT__0."""

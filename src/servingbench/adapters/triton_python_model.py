@@ -2,8 +2,9 @@
 
 Triton's python backend runs it in a stub process with the Python servingbench is installed in.
 As in the study's Triton set-up, the client does pre- and postprocessing: this model runs only the
-network — TorchScript (`model.pt`), or for BART the eager model's generate() loop. `servingbench.json`
-beside it names the model, size and network.
+network of the served-model folder beside it (served_model.py: TorchScript by default, eager or
+onnxruntime as `server.runtime` says; BART's generate() loop eager). The tensor names come from the
+model's config.pbtxt, which Triton hands over.
 """
 from __future__ import annotations
 
@@ -12,23 +13,14 @@ from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
 
-MANIFEST = "servingbench.json"
-
 
 class TritonPythonModel:
     def initialize(self, args):
-        import torch
+        from servingbench.adapters.served_model import load_served_model
 
-        from servingbench.models import get_model
-
-        version_dir = Path(args["model_repository"]) / args["model_version"]
-        manifest = json.loads((version_dir / MANIFEST).read_text())
-        torch.set_num_threads(manifest["threads"])
-        if manifest["network"] == "torchscript":
-            self.network = torch.jit.load(str(version_dir / manifest["network_file"]), map_location="cpu").eval()
-        else:
-            self.network = get_model(manifest["model"], manifest["size"], str(version_dir / "weights")).load().network
-        self.input_name, self.output_name = manifest["input"], manifest["output"]
+        self.network = load_served_model(Path(args["model_repository"]) / args["model_version"]).network
+        config = json.loads(args["model_config"])
+        self.input_name, self.output_name = config["input"][0]["name"], config["output"][0]["name"]
 
     def execute(self, requests):
         """One response per request (one input each); with dynamic batching, equal shapes run together.
