@@ -11,7 +11,7 @@ import pytest
 from conftest import run_cli
 from servingbench.cli import EXIT_SLO
 from servingbench.outputs.compare import CHANGE_FIELDS
-from summaries import closed_cell, failed_cell, save
+from summaries import closed_cell, failed_cell, save, server_cell
 from test_cli_errors import assert_one_line_error
 
 # Three repetitions of (throughput req/s, mean latency ms) of reference / resnet50 at 10 users; A's
@@ -72,10 +72,24 @@ def test_json_document(tmp_path):
     assert throughput["percent"] == pytest.approx(-8.4478, rel=1e-4)
     assert throughput["significant"] is False and throughput["regression"] is None  # no threshold given
     assert document["fail_on_regression_pct"] is None
-    assert document["only_in_a"] == [{"framework": "reference", "model": "resnet50", "scenario": "closed", "users": 1}]
+    assert document["only_in_a"] == [{"framework": "reference", "model": "resnet50", "scenario": "closed", "users": 1,
+                                      "target_qps": None}]
     assert document["only_in_b"] == []
     assert document["not_measured"] == [{"framework": "torchserve", "model": "resnet50", "scenario": "closed",
-                                         "users": 10}]
+                                         "users": 10, "target_qps": None}]
+
+
+def test_a_rate_sweep_is_compared_rate_by_rate(tmp_path):
+    """Server cells at several rates are cells of their own, in A, in B and in the comparison."""
+    before = save(tmp_path / "a", *(server_cell("triton", "resnet50", rate, [True, True]) for rate in (10, 20)))
+    after = save(tmp_path / "b", *(server_cell("triton", "resnet50", rate, [True, True]) for rate in (10, 20, 40)))
+    done = run_cli("compare", str(before), str(after), "--format", "json", timeout=60)
+    document = json.loads(done.stdout)
+    assert sorted({c["target_qps"] for c in document["changes"]}) == [10, 20]
+    assert document["only_in_b"] == [{"framework": "triton", "model": "resnet50", "scenario": "server", "users": 0,
+                                      "target_qps": 40}]
+    table = run_cli("compare", str(before), str(after), timeout=60).stdout
+    assert "only in B: triton / resnet50 / server / 0 / 40 qps" in table
 
 
 def test_csv_has_a_header_and_a_row_per_change(tmp_path):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from servingbench.errors import ServingbenchError
-from servingbench.models import MODELS, get_model, model_names
+from servingbench.models import MODELS, ModelEntry, get_model, model_class
 from servingbench.models.assets import ensure_assets
 from servingbench.models.audio import decode_wav, fit_length
 from servingbench.models.bart import BartLargeCnn
@@ -50,7 +50,7 @@ def cache(tmp_path_factory, assets_root) -> Path:
 def reference(cache) -> dict:
     """name -> (spec, samples, loaded model, outputs) at tiny size, random weights, seed 0 (built once)."""
     built = {}
-    for name in model_names():
+    for name in MODELS:
         spec = get_model(name, "tiny", weights="random", seed=0)
         loaded = spec.load()
         samples = spec.samples()
@@ -64,14 +64,14 @@ def outputs_of(name: str, weights: str = "random", seed: int = 0) -> dict:
 
 
 def test_registry_lists_the_study_models():
-    assert model_names() == ["resnet50", "efficientnet-lite0", "wav2vec2", "wav2vec2-truncated", "bart-large-cnn"]
-    assert all(MODELS[name].name == name for name in model_names())
+    assert list(MODELS) == ["resnet50", "efficientnet-lite0", "wav2vec2", "wav2vec2-truncated", "bart-large-cnn"]
+    assert all(model_class(ModelEntry(name=name)).name == name for name in MODELS)
 
 
 def test_get_model_rejects_unknown_names_and_sizes_listing_the_valid_ones():
     with pytest.raises(ServingbenchError) as unknown:
         get_model("resnet51")
-    assert all(name in str(unknown.value) for name in model_names())
+    assert all(name in str(unknown.value) for name in MODELS)
     with pytest.raises(ServingbenchError, match="tiny, real"):
         get_model("resnet50", size="huge")
 
@@ -84,7 +84,7 @@ def test_default_weights_are_random_except_the_packaged_efficientnet():
     assert spec.weights.seed == 3
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", MODELS)
 def test_samples_are_real_inputs_of_the_right_type(reference, name):
     spec, samples, _, _ = reference[name]
     assert len(samples) >= 2
@@ -93,7 +93,7 @@ def test_samples_are_real_inputs_of_the_right_type(reference, name):
     assert all(len(s.data) > 1000 for s in samples)
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", MODELS)
 def test_random_builds_are_reproducible_per_seed(reference, name, tmp_path, monkeypatch, assets_root):
     _, _, _, expected = reference[name]
     # A second cache, so the model is really rebuilt from the seed rather than reloaded.
@@ -102,7 +102,7 @@ def test_random_builds_are_reproducible_per_seed(reference, name, tmp_path, monk
     assert outputs_of(name, seed=1) != expected
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", MODELS)
 def test_compare_accepts_its_own_output_and_rejects_a_perturbed_one(reference, name):
     spec, _, _, outputs = reference[name]
     for output in outputs.values():
@@ -111,7 +111,7 @@ def test_compare_accepts_its_own_output_and_rejects_a_perturbed_one(reference, n
         if spec.task == "image-classification":
             perturbed["logits"] = [x + 0.5 for x in output["logits"]]  # same ranking, shifted logits
             verdict = spec.compare(output, perturbed)
-            assert not verdict.ok and "logit diff" in verdict.reason
+            assert not verdict.ok and "logits difference" in verdict.reason
         else:
             perturbed["token_ids"] = output["token_ids"] + [7]
             perturbed["text"] = output["text"] + " extra"
@@ -129,7 +129,7 @@ def test_compare_names_the_classes_when_top1_differs(reference):
     assert not verdict.ok and "999" in verdict.reason
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", MODELS)
 def test_save_then_load_from_path_gives_identical_outputs(reference, name, tmp_path):
     _, _, loaded, expected = reference[name]
     directory = loaded.save(tmp_path / "saved")
@@ -142,7 +142,7 @@ def files_in(directory: Path) -> set[str]:
     return {str(path.relative_to(directory)) for path in directory.rglob("*") if path.is_file()}
 
 
-@pytest.mark.parametrize("name", model_names())
+@pytest.mark.parametrize("name", MODELS)
 def test_processing_alone_needs_no_weights_and_matches_predict(reference, name, tmp_path):
     spec, samples, loaded, expected = reference[name]
     directory = loaded.save_processing(tmp_path / "processing")
@@ -158,7 +158,7 @@ def test_processing_alone_needs_no_weights_and_matches_predict(reference, name, 
 # torch 2.13 deprecates torch.jit.save/load in favour of torch.export.
 @pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning", "ignore:`torch.jit:DeprecationWarning",
                             "ignore:`is_gradient_checkpointing`:FutureWarning")  # transformers, while tracing
-@pytest.mark.parametrize("name", [name for name in model_names() if name != "bart-large-cnn"])
+@pytest.mark.parametrize("name", [name for name in MODELS if name != "bart-large-cnn"])
 def test_traced_network_between_loaded_processing_matches_predict(reference, name, tmp_path):
     spec, samples, loaded, expected = reference[name]
     # Traced on the first sample only: wav2vec2's other recordings have other lengths.
@@ -274,9 +274,9 @@ def test_real_sizes_match_the_study():
 
     expected = {"resnet50": (ResNetForImageClassification, 25.56e6), "wav2vec2": (Wav2Vec2ForCTC, 94.40e6),
                 "bart-large-cnn": (BartForConditionalGeneration, 406.29e6)}
-    for name, (model_class, parameters) in expected.items():
+    for name, (transformers_class, parameters) in expected.items():
         with torch.device("meta"):  # shapes only: no memory, no initialisation time
-            model = model_class(get_model(name, "real").config())
+            model = transformers_class(get_model(name, "real").config())
         assert sum(p.numel() for p in model.parameters()) == pytest.approx(parameters, rel=1e-3)
 
 

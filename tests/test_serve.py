@@ -16,9 +16,9 @@ from servingbench.launch.ports import ensure_port_free
 
 
 @contextmanager
-def serving(framework: str, model: str, tmp_path):
+def serving(framework: str, model: str, tmp_path, *options: str):
     """`serve` running; yields its printed `try:` command and `load it:` command (as argv lists)."""
-    with cli_in_background("serve", framework, model, "--out", str(tmp_path / "serve")) as proc:
+    with cli_in_background("serve", framework, model, "--out", str(tmp_path / "serve"), *options) as proc:
         lines: list[str] = []
         while not any(line.startswith("load it:") for line in lines):
             line = proc.stdout.readline()

@@ -2,6 +2,7 @@
 codes (EXIT_CODES_HELP, shown by every command's --help) tell scripts and CI how a run went."""
 from __future__ import annotations
 
+import math
 import sys
 import time
 from importlib import resources
@@ -9,11 +10,12 @@ from pathlib import Path
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 import servingbench
 from servingbench.config import LOADGEN_SCENARIOS, EndpointSettings, load_settings, load_study, preset_names
-from servingbench.errors import ServerStartError, ServingbenchError
+from servingbench.errors import ServerStartError, ServingbenchError, missing_models_extra
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -35,6 +37,47 @@ def _int_list(ctx, param, value: str | None) -> list[int] | None:
     if not numbers or any(n < 1 for n in numbers):
         raise click.BadParameter("user counts must be positive integers")
     return numbers
+
+
+MAX_RATES = 1000  # each rate is a LoadGen trial of its own: more is a typo
+
+
+def parse_rates(text: str) -> list[float]:
+    """`Q`, `Q1,Q2,...` or `START:STOP:STEP` (STOP included when a step lands on it), or a mix, comma-separated."""
+    rates: list[float] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            raise ValueError("expected rates like 10, 5,10,20 or 5:40:5, got an empty one")
+        try:
+            numbers = [float(n) for n in item.split(":")]
+        except ValueError:
+            raise ValueError(f"'{item}' is not a rate (Q) nor a range (START:STOP:STEP)") from None
+        if len(numbers) == 3:
+            start, stop, step = numbers
+            if step <= 0:
+                raise ValueError(f"range '{item}': STEP must be positive")
+            if stop < start:
+                raise ValueError(f"range '{item}' is empty: STOP is below START")
+            # a little slack so that 0.1:0.3:0.1 still ends on 0.3 despite binary fractions
+            count = int((stop - start) / step + 1e-9) + 1
+            if count > MAX_RATES:
+                raise ValueError(f"range '{item}' gives {count} rates; at most {MAX_RATES}")
+            numbers = [round(start + i * step, 9) for i in range(count)]
+        elif len(numbers) != 1:
+            raise ValueError(f"'{item}' is not a rate (Q) nor a range (START:STOP:STEP)")
+        rates += numbers
+    if not all(0 < r < math.inf for r in rates):
+        raise ValueError(f"rates must be positive numbers, got {next(r for r in rates if not 0 < r < math.inf):g}")
+    return list(dict.fromkeys(rates))
+
+
+def _rate_list(ctx, param, value: str | None) -> list[float] | None:
+    if value is None:
+        return None
+    try:
+        return parse_rates(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _stdout_console() -> Console:
@@ -80,8 +123,9 @@ _load_options = [
                  help="closed loop: measure in windows until the last 3 agree (throughput, p50), up to --max-duration"),
     click.option("--max-duration", type=click.FloatRange(min=0, min_open=True),
                  help="--until-stable: seconds before giving up with a warning"),
-    click.option("--target-qps", type=click.FloatRange(min=0, min_open=True),
-                 help="LoadGen server: Poisson arrival rate; offline: expected rate"),
+    click.option("--target-qps", callback=_rate_list, metavar="Q|Q1,Q2|START:STOP:STEP",
+                 help="LoadGen server: Poisson arrival rates, one cell each, e.g. 10, 5,10,20 or 5:40:5 (stop "
+                      "included); offline: the first is its expected rate"),
     click.option("--latency-bound-ms", type=click.FloatRange(min=0, min_open=True),
                  help="LoadGen server and --find-capacity: the latency bound"),
     click.option("--percentile", type=click.FloatRange(min=0, max=100, min_open=True, max_open=True),
@@ -220,11 +264,11 @@ def compare(dir_a: Path, dir_b: Path, threshold_pct: float | None, output_format
 
 
 @cli.command(name="list")
-def list_command() -> None:
-    """Frameworks (and whether they run here), models and presets."""
+@click.argument("study", required=False)
+def list_command(study: str | None) -> None:
+    """Frameworks (and whether they run here), models (registered, and a STUDY file's own) and presets."""
     from servingbench.adapters import adapter_names, get_adapter
     from servingbench.config import Study
-    from servingbench.models import MODELS
 
     console = _stdout_console()
     frameworks = Table(title="frameworks", title_justify="left")
@@ -234,21 +278,18 @@ def list_command() -> None:
         try:
             adapter = get_adapter(name, Study())
         except Exception as exc:  # noqa: BLE001 - a broken plugin is one row, not the end of the list
-            frameworks.add_row(name, f"no: its adapter does not import: {type(exc).__name__}: {exc}", "", "")
+            reason = missing_models_extra(exc) or f"its adapter does not import: {type(exc).__name__}: {exc}"
+            frameworks.add_row(name, escape(f"no: {reason}"), "", "")
             continue
         available = adapter.availability()
         details = dict(available.details)
         environment = details.pop("environment", "main" if available.ok else "")  # servingbench's own unless said
         versions = ", ".join(f"{k} {v}" for k, v in details.items())
-        frameworks.add_row(name, f"yes ({versions})" if available.ok else f"no: {available.reason}",
-                           environment, adapter.description)
+        # escape: install hints hold brackets (pip install 'servingbench[rayserve]') that rich would take as markup
+        frameworks.add_row(name, escape(f"yes ({versions})" if available.ok else f"no: {available.reason}"),
+                           environment, escape(adapter.description))
     console.print(frameworks)
-    models = Table(title="models", title_justify="left")
-    for column in ("name", "task", "pretrained weights"):
-        models.add_column(column)
-    for name, spec in MODELS.items():
-        models.add_row(name, spec.task, spec.hub_id or "shipped with its package")
-    console.print(models)
+    console.print(_models_table(load_study(study).models if study else []))
     presets = Table(title="presets (servingbench run PRESET)", title_justify="left")
     presets.add_column("name")
     presets.add_column("what")
@@ -257,6 +298,31 @@ def list_command() -> None:
         first = next((line.lstrip("# ") for line in text.splitlines() if line.startswith("#")), "")
         presets.add_row(name, first)
     console.print(presets)
+
+
+def _models_table(own: list) -> Table:
+    """The registered models (the zoo, plugins' entry points) and a study's own, each with where it comes from."""
+    from servingbench.models import MODELS, ModelEntry, model_class, registered_models
+
+    table = Table(title="models", title_justify="left")
+    for column in ("name", "task", "from", "pretrained weights"):
+        table.add_column(column, overflow="fold")
+    for name, target in registered_models().items():
+        origin = "servingbench" if name in MODELS else f"plugin {target}"
+        try:
+            spec = model_class(ModelEntry(name=name))
+        except ServingbenchError as exc:  # a broken plugin is one row, not the end of the list
+            table.add_row(name, "", origin, f"does not import: {exc}")
+            continue
+        weights = spec.hub_id or ("shipped with its package" if name in MODELS else "the plugin's own")
+        table.add_row(name, spec.task, origin, weights)
+    for entry in own:
+        if entry.kind == "registered":
+            continue
+        task = entry.task or ("bare network" if entry.kind == "network" else "")
+        source = entry.hf or entry.network or entry.python
+        table.add_row(entry.name, task, f"study ({entry.kind})", str(source))
+    return table
 
 
 @cli.command()
@@ -270,8 +336,11 @@ def list_command() -> None:
               help="the network inside the Python frameworks (default torchscript, as the study)")
 @click.option("--out", type=click.Path(path_type=Path), default=Path("serve"), show_default=True,
               help="folder for the packaged model and the server log")
-def serve(framework, model, size, weights, port, threads, runtime, out) -> None:
-    """Package MODEL for FRAMEWORK, start the server and keep it up until Ctrl-C."""
+@click.option("--study", "study_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="a study file whose models: defines MODEL (your own model)")
+def serve(framework, model, size, weights, port, threads, runtime, out, study_file) -> None:
+    """Package MODEL (registered, or defined in --study FILE) for FRAMEWORK, start the server and keep it up
+    until Ctrl-C."""
     from servingbench.adapters import get_adapter
     from servingbench.display import Display
     from servingbench.launch.contracts import Ports
@@ -280,10 +349,11 @@ def serve(framework, model, size, weights, port, threads, runtime, out) -> None:
     from servingbench.orchestrate.deployment import deployed
     from servingbench.orchestrate.try_request import try_lines
 
-    study = load_study("smoke", {"frameworks": [framework], "models": [model], "size": size,
-                                 "weights": weights, "server.threads": threads, "server.runtime": runtime})
+    study = load_study(str(study_file) if study_file else "smoke", {
+        "frameworks": [framework], "models": [model], "size": size, "weights": weights, "server.threads": threads,
+        "server.runtime": runtime})
     adapter = get_adapter(framework, study)
-    spec = get_model(model, size, weights, study.seed)
+    spec = get_model(study.models[0], size, weights, study.seed)
     availability = adapter.availability()
     if not availability.ok:
         raise ServingbenchError(f"{framework} is not available here: {availability.reason}")
@@ -311,10 +381,17 @@ def serve(framework, model, size, weights, port, threads, runtime, out) -> None:
 
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("url")
-@click.option("--payload", type=click.Path(path_type=Path, dir_okay=False), help="file sent as the request body")
+@click.option("--payload", type=click.Path(path_type=Path),
+              help="the request body: a file, a folder (each file, sorted by name) or a .jsonl file (each line "
+                   "a JSON body); a set is sent in turn")
+@click.option("--payload-order", type=click.Choice(["round_robin", "random"]), default="round_robin",
+              show_default=True, help="how closed-loop users pick from a payload set (LoadGen picks its own way)")
+@click.option("--seed", type=int, default=0, show_default=True, help="--payload-order random: the seed")
+@click.option("--metrics-url", help="a Prometheus metrics page read before and after each trial (counters and "
+                                    "histograms, into each trial's server_metrics)")
 @click.option("--method", type=click.Choice(["GET", "POST", "PUT"], case_sensitive=False), default="POST",
               show_default=True)
-@click.option("--content-type", help="Content-Type of the payload")
+@click.option("--content-type", help="Content-Type of the payload (default: from each file's extension)")
 @click.option("--header", "headers", multiple=True, help="extra header, 'Name: value' (repeatable)")
 @load_options
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
@@ -322,8 +399,9 @@ def serve(framework, model, size, weights, port, threads, runtime, out) -> None:
 @click.option("--scenario", type=click.Choice(list(LOADGEN_SCENARIOS) + ["closed"]), default=None,
               help="closed-loop users (the study; the default) or an MLPerf LoadGen scenario")
 @click.option("--out", type=click.Path(path_type=Path), help="results folder (default results/<timestamp>)")
-def load(url, payload, method, content_type, headers, users, repetitions, duration, warmup, until_stable,
-         max_duration, target_qps, latency_bound_ms, percentile, find_capacity, slo, timeout, scenario, out) -> None:
+def load(url, payload, payload_order, seed, metrics_url, method, content_type, headers, users, repetitions, duration,
+         warmup, until_stable, max_duration, target_qps, latency_bound_ms, percentile, find_capacity, slo, timeout,
+         scenario, out) -> None:
     """Load-test any running HTTP endpoint at URL: closed-loop users, MLPerf LoadGen scenarios, capacity."""
     from servingbench.analysis.slo import parse_gates
     from servingbench.display import Display
@@ -336,10 +414,11 @@ def load(url, payload, method, content_type, headers, users, repetitions, durati
         if not sep or not name.strip():
             raise ServingbenchError(f"--header must look like 'Name: value', got '{header}'")
         parsed_headers[name.strip()] = value.strip()
-    if payload is not None and not payload.is_file():
+    if payload is not None and not payload.exists():
         raise ServingbenchError(f"payload file not found: {payload}")
-    endpoint = EndpointSettings(url=url, method=method.upper(), payload=payload, content_type=content_type,
-                                headers=parsed_headers)
+    endpoint = EndpointSettings(url=url, method=method.upper(), payload=payload, payload_order=payload_order,
+                                payload_seed=seed, content_type=content_type, headers=parsed_headers,
+                                metrics_url=metrics_url)
     scenarios = [scenario] if scenario else None if find_capacity else ["closed"]
     overrides = _load_overrides(scenarios, users, repetitions, duration, warmup, until_stable, max_duration,
                                 target_qps, latency_bound_ms, percentile, find_capacity, slo)
@@ -415,6 +494,9 @@ def main(argv: list[str] | None = None) -> int:
         click.echo("terminated" if terminated else "interrupted", err=True)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except Exception as exc:  # a bug: one line by default, the traceback with --debug
+        if missing := missing_models_extra(exc):  # `run`, `serve` on a light install
+            click.echo(f"servingbench: error: {missing}", err=True)
+            return EXIT_BAD_INPUT
         if debug:
             raise
         click.echo(f"servingbench: internal error: {type(exc).__name__}: {exc} (rerun with --debug for details)",

@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from servingbench.analysis.slo import parse_gates
 from servingbench.errors import ServingbenchError
-from servingbench.load.contracts import LOADGEN_SCENARIOS
+from servingbench.load.contracts import LOADGEN_SCENARIOS, RequestOrderKind
+from servingbench.models.entry import ModelEntry
 
 STUDY_USERS = [1, 10, 25, 50, 75, 100]  # the reference study's user counts (section 4.6)
 CLOSED_LOOP = "closed"  # the study's closed-loop users, one cell per user count
@@ -39,7 +40,9 @@ class LoadSettings(_Strict):
     stability_tolerance_pct: float = Field(10.0, gt=0, description="largest spread of throughput and p50 "
                                                                    "over the last 3 windows, % of their mean")
     max_duration_s: float = Field(300.0, gt=0, description="until_stable: give up (with a warning) after this")
-    target_qps: float = Field(10.0, gt=0, description="server: Poisson arrival rate; offline: expected rate")
+    target_qps: list[float] = Field(default_factory=lambda: [10.0],
+                                    description="server: Poisson arrival rates, one cell each (a number or a list); "
+                                                "offline: the first is its expected rate")
     latency_bound_ms: float = Field(100.0, gt=0, description="server and capacity: the latency bound")
     latency_percentile: float = Field(99.0, gt=0, lt=100, description="the percentile held to the bound")
     min_query_count: int | None = Field(None, ge=1, description="LoadGen's minimum queries per trial; default: "
@@ -52,6 +55,18 @@ class LoadSettings(_Strict):
         if not users or any(u < 1 for u in users):
             raise ValueError("must be a non-empty list of positive user counts")
         return users
+
+    @field_validator("target_qps", mode="before")
+    @classmethod
+    def _one_or_more_rates(cls, rates: Any) -> Any:
+        return [rates] if isinstance(rates, (int, float)) and not isinstance(rates, bool) else rates
+
+    @field_validator("target_qps")
+    @classmethod
+    def _positive_rates(cls, rates: list[float]) -> list[float]:
+        if not rates or not all(0 < r < float("inf") for r in rates):
+            raise ValueError("must be a positive rate or a non-empty list of positive rates")
+        return list(dict.fromkeys(rates))
 
     @model_validator(mode="after")
     def _room_for_stability(self) -> "LoadSettings":
@@ -87,15 +102,22 @@ class EndpointSettings(_Strict):
 
     url: str
     method: Literal["GET", "POST", "PUT"] = "POST"
-    payload: Path | None = None
-    content_type: str | None = None
+    payload: Path | None = Field(None, description="the body: a file, a folder (each file, sorted by name) or a "
+                                                   ".jsonl file (each line a JSON body); a set is sent in turn")
+    payload_order: RequestOrderKind = Field("round_robin", description="closed loop: a payload set in turn from "
+                                                                       "each user's offset, or random (seeded)")
+    payload_seed: int = 0
+    content_type: str | None = Field(None, description="default: from each file's extension; JSONL: application/json")
     headers: dict[str, str] = Field(default_factory=dict)
+    metrics_url: str | None = Field(None, description="a Prometheus metrics page read before and after each trial: "
+                                                      "its counters' and histograms' deltas go to server_metrics")
 
 
 class Study(_Strict):
     name: str = "custom"
     frameworks: list[str] = Field(default_factory=lambda: ["reference"])
-    models: list[str] = Field(default_factory=lambda: ["resnet50"])
+    models: list[ModelEntry] = Field(default_factory=lambda: [ModelEntry(name="resnet50")],
+                                     description="registered names, or your own models (hf, network, python)")
     size: Literal["tiny", "real"] = "tiny"
     weights: str = "default"
     seed: int = 0
@@ -111,10 +133,32 @@ class Study(_Strict):
 
     @field_validator("frameworks", "models")
     @classmethod
-    def _non_empty(cls, names: list[str]) -> list[str]:
+    def _non_empty(cls, names: list) -> list:
         if not names:
             raise ValueError("must name at least one")
         return names
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _names_are_entries(cls, models: Any) -> Any:
+        """A bare name is a registered model."""
+        return [{"name": m} if isinstance(m, str) else m for m in models] if isinstance(models, list) else models
+
+    @field_validator("models")
+    @classmethod
+    def _distinct_and_absolute(cls, entries: list[ModelEntry]) -> list[ModelEntry]:
+        """Paths made absolute against the working directory, as every path servingbench takes."""
+        names = [e.name for e in entries]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"model {repeated[0]!r} is named twice; give your own models names of their own")
+        return [e.resolved(Path.cwd()) for e in entries]
+
+    @field_serializer("models")
+    def _names_where_registered(self, models: list[ModelEntry]) -> list:
+        # study.yaml as written: registered models by name, your own with their definition.
+        return [m.name if m == ModelEntry(name=m.name) else m.model_dump(mode="json", exclude_none=True)
+                for m in models]
 
     @field_validator("slo")
     @classmethod
@@ -172,6 +216,9 @@ def load_study(name_or_path: str | None, overrides: dict[str, Any] | None = None
     for dotted, value in (overrides or {}).items():
         if value is None:
             continue
+        if dotted == "models":  # a name the study defines picks that definition, others are registered names
+            defined = {m["name"]: m for m in data.get("models") or [] if isinstance(m, dict) and "name" in m}
+            value = [defined.get(name, name) for name in value]
         target = data
         *parents, leaf = dotted.split(".")
         for key in parents:

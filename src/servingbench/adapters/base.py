@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
 
 from servingbench.config import Study
 from servingbench.errors import ServingbenchError
@@ -59,6 +58,8 @@ class ClientSideProcessing:
         return tensor, (time.perf_counter() - start) * 1000
 
     def postprocess(self, model_name: str, array: np.ndarray) -> Output:
+        import torch  # the models extra; `servingbench load` never gets here
+
         return self._models[model_name].postprocess(torch.from_numpy(np.array(array)))
 
 

@@ -5,12 +5,14 @@ serving overhead. The server itself is `reference_server.py`.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 from servingbench.adapters.base import Adapter, Artifact, Availability
 from servingbench.adapters.http_metrics import get_json
+from servingbench.adapters.served_model import write_served_model
 from servingbench.launch.contracts import LaunchSpec, Ports
 from servingbench.load.contracts import PreparedRequest
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
@@ -21,17 +23,20 @@ class ReferenceAdapter(Adapter):
     description = "the model in-process behind a minimal HTTP server (baseline)"
 
     def availability(self) -> Availability:
+        if importlib.util.find_spec("torch") is None:
+            return Availability(False, "models need `pip install 'servingbench[models]'` (torch is missing here)")
         return Availability(True, details={"python": sys.executable})
 
     def package(self, model: ModelSpec, loaded: LoadedModel, workdir: Path) -> Artifact:
-        directory = loaded.save(workdir / "model")
-        return Artifact(self.name, model.name, directory, tuple(sorted(directory.rglob("*"))))
+        # The model as built, however servingbench.json's runtime is set for the frameworks.
+        directory = workdir / "model"
+        manifest = write_served_model(model, loaded, directory, "eager", self.study.server.threads)
+        return Artifact(self.name, model.name, directory, tuple(sorted(directory.rglob("*"))), manifest.runtime)
 
     def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
         threads = str(self.study.server.threads)
-        argv = (sys.executable, "-m", "servingbench.adapters.reference_server", "--model", artifact.model,
-                "--size", self.study.size, "--weights", str(artifact.path), "--port", str(ports.http),
-                "--threads", threads)
+        argv = (sys.executable, "-m", "servingbench.adapters.reference_server", "--served-model", str(artifact.path),
+                "--port", str(ports.http))
         base = f"http://127.0.0.1:{ports.http}"
         return LaunchSpec(base_url=base, ready_url=f"{base}/health", argv=argv, cwd=run_dir,
                           env={"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "HF_HUB_OFFLINE": "1"})

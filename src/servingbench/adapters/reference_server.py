@@ -15,9 +15,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import torch
-
-from servingbench.models import get_model
+from servingbench.adapters.served_model import load_served_model, read_manifest
 
 
 class Counters:
@@ -93,17 +91,14 @@ def make_handler(loaded, counters: Counters):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="servingbench reference server")
-    parser.add_argument("--model", required=True)
-    parser.add_argument("--size", default="tiny")
-    parser.add_argument("--weights", required=True, help="directory written by the model's save()")
+    parser.add_argument("--served-model", required=True, help="the folder served_model.write_served_model wrote")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    loaded = get_model(args.model, args.size, args.weights).load()
+    loaded = load_served_model(args.served_model)  # sets the manifest's torch thread count
     server = ReferenceHTTPServer(("127.0.0.1", args.port), make_handler(loaded, Counters()))
     server.daemon_threads = True
-    print(f"reference server: {args.model} ({args.size}) on http://127.0.0.1:{args.port}", flush=True)
+    print(f"reference server: {read_manifest(args.served_model).model.name} on http://127.0.0.1:{args.port}",
+          flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from servingbench.models.entry import ModelEntry
+
 MANIFEST = "servingbench.json"
 Runtime = Literal["eager", "torchscript", "onnxruntime"]
 ONNX_INPUT, ONNX_OUTPUT = "input", "output"
@@ -28,7 +30,7 @@ ONNX_INPUT, ONNX_OUTPUT = "input", "output"
 class ServedModelManifest(BaseModel):
     """What the served-model folder holds; read by the server process."""
 
-    model: str
+    model: ModelEntry  # rebuilt by get_model in the server: the zoo's name or the study's own definition
     size: str
     threads: int
     runtime: Runtime = "eager"
@@ -43,7 +45,7 @@ def write_served_model(model, loaded, directory: Path, runtime: Runtime, threads
     from servingbench.exports.torchscript import export_torchscript
 
     directory.mkdir(parents=True, exist_ok=True)
-    manifest = ServedModelManifest(model=model.name, size=model.size, threads=threads)
+    manifest = ServedModelManifest(model=model.reference(), size=model.size, threads=threads)
     if runtime != "eager":
         try:
             if runtime == "torchscript":
@@ -64,28 +66,12 @@ def read_manifest(directory: Path) -> ServedModelManifest:
     return ServedModelManifest.model_validate_json((Path(directory) / MANIFEST).read_text())
 
 
-class OnnxNetwork:
-    """An onnxruntime session called like the torch network it was exported from (tensor in, tensor out)."""
-
-    def __init__(self, path: Path, threads: int):
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-    def __call__(self, tensor: Any) -> Any:
-        import torch
-
-        return torch.from_numpy(self.session.run([ONNX_OUTPUT], {ONNX_INPUT: tensor.numpy()})[0])
-
-
 def load_served_model(directory: Path | str) -> Any:
     """The LoadedModel the folder describes, in its runtime, with the manifest's torch thread count."""
     import torch
 
     from servingbench.models import get_model
+    from servingbench.models.network_file import OnnxNetwork
 
     directory = Path(directory)
     manifest = read_manifest(directory)
@@ -97,7 +83,7 @@ def load_served_model(directory: Path | str) -> Any:
     if manifest.runtime == "torchscript":
         network: Any = torch.jit.load(str(network_path), map_location="cpu").eval()
     else:
-        network = OnnxNetwork(network_path, manifest.threads)
+        network = OnnxNetwork(network_path, manifest.threads, ONNX_INPUT, ONNX_OUTPUT)
     return spec.load_processing(directory).with_network(network)
 
 
@@ -107,7 +93,8 @@ def predict_batch(loaded: Any, bodies: list[bytes]) -> list[dict]:
 
     with torch.inference_mode():
         inputs = [loaded.preprocess(b) for b in bodies]
-        if len(inputs) > 1 and all(isinstance(x, torch.Tensor) and x.shape == inputs[0].shape for x in inputs):
+        if len(inputs) > 1 and loaded.stacks_inputs and all(isinstance(x, torch.Tensor) and x.shape == inputs[0].shape
+                                                             for x in inputs):
             outputs = loaded.network(torch.cat(inputs))
             return [loaded.postprocess(outputs[i:i + 1]) for i in range(len(inputs))]
         return [loaded.postprocess(loaded.network(x)) for x in inputs]

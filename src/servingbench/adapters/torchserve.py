@@ -74,7 +74,10 @@ class TorchServeAdapter(Adapter):
         manifest = write_served_model(model, loaded, files_dir, self.study.server.runtime, self.study.server.threads)
         if manifest.network_file is not None:
             return files_dir / manifest.network_file, manifest.runtime
-        return next(files_dir.glob("*.safetensors")), manifest.runtime  # eager: the weights
+        # eager: the weights, whatever the model saves them as (safetensors, a network file, ...): the largest file
+        weights = max((p for p in files_dir.iterdir() if p.is_file()), key=lambda p: p.stat().st_size)
+        return weights, manifest.runtime
+
     def archive(self, model: ModelSpec, files_dir: Path, serialized: Path, store: Path, runtime: str) -> Artifact:
         """torch-model-archiver: a .mar, or a folder for big models (zipping 1.6 GB takes minutes)."""
         archive_format = self.settings["archive_format"]

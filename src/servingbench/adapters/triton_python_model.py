@@ -9,6 +9,8 @@ model's config.pbtxt, which Triton hands over.
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import triton_python_backend_utils as pb_utils
@@ -16,9 +18,14 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     def initialize(self, args):
+        # The stub's embedded interpreter ignores PYTHONPATH, where a user's model module or plugin may be.
+        for entry in reversed(os.environ.get("PYTHONPATH", "").split(os.pathsep)):
+            if entry and entry not in sys.path:
+                sys.path.insert(0, entry)
         from servingbench.adapters.served_model import load_served_model
 
-        self.network = load_served_model(Path(args["model_repository"]) / args["model_version"]).network
+        loaded = load_served_model(Path(args["model_repository"]) / args["model_version"])
+        self.network, self.stacks_inputs = loaded.network, loaded.stacks_inputs
         config = json.loads(args["model_config"])
         self.input_name, self.output_name = config["input"][0]["name"], config["output"][0]["name"]
 
@@ -33,7 +40,7 @@ class TritonPythonModel:
 
         inputs = [from_dlpack(pb_utils.get_input_tensor_by_name(r, self.input_name).to_dlpack()) for r in requests]
         with torch.inference_mode():
-            if len(inputs) > 1 and all(x.shape == inputs[0].shape for x in inputs):
+            if len(inputs) > 1 and self.stacks_inputs and all(x.shape == inputs[0].shape for x in inputs):
                 merged = self.network(torch.cat(inputs))
                 outputs = [merged[i:i + 1] for i in range(len(inputs))]
             else:

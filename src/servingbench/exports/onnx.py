@@ -13,7 +13,7 @@ from servingbench.models.base import LoadedModel, ModelSpec
 def export_onnx(model: ModelSpec, loaded: LoadedModel, path: Path, input_name: str, output_name: str) -> Path:
     module = loaded.traceable()
     if module is None:
-        raise UnsupportedModel(f"{model.name}'s network can't be exported to ONNX (e.g. a generate() loop)")
+        raise UnsupportedModel(f"{model.name}'s network can't be exported to ONNX: {loaded.untraceable_because}")
     example = loaded.preprocess(model.samples()[0].data)
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():

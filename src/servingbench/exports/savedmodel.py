@@ -86,9 +86,8 @@ def export_savedmodel(model: ModelSpec, loaded: LoadedModel, directory: Path,
         raise UnsupportedModel(reason)
     module = loaded.traceable()
     if module is None:
-        raise UnsupportedModel(f"{model.name}'s network is a Python generate() loop, not a graph: the torch model "
-                               "converts to neither ONNX nor a SavedModel signature (the study's finding for BART on "
-                               "TensorFlow; keras-hub's own BART can export generate(), see the README)")
+        raise UnsupportedModel(f"{model.name} converts to neither ONNX nor a SavedModel signature: "
+                               f"{loaded.untraceable_because}")
     example = loaded.preprocess(model.samples()[0].data)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import onnx2tf

@@ -18,7 +18,7 @@ def export_torchscript(model: ModelSpec, loaded: LoadedModel, path: Path) -> Pat
     """Trace the network on the model's first sample and save it; the trace is checked on that sample."""
     module = loaded.traceable()
     if module is None:
-        raise UnsupportedModel(f"{model.name}'s network can't be traced (e.g. a generate() loop)")
+        raise UnsupportedModel(f"{model.name}'s network can't be traced: {loaded.untraceable_because}")
     example = loaded.preprocess(model.samples()[0].data)
     # The tracer warns that shape checks become constants (channels, batch of one): expected here,
     # and the served outputs are compared with the eager model before any load.

@@ -57,8 +57,20 @@ class WorkerPlan(_Contract):
         return self.requests[0].protocol
 
 
+RequestOrderKind = Literal["round_robin", "random"]
+
+
+class RequestOrder(_Contract):
+    """How a closed-loop user picks its next request: in turn from its own offset ("round_robin"), or at random
+    from a generator seeded by `seed` and the user's number, so the same seed repeats each user's sequence."""
+
+    kind: RequestOrderKind = "round_robin"
+    seed: int = 0
+
+
 class ClosedLoopPlan(WorkerPlan):
     users: int
+    order: RequestOrder = RequestOrder()
     warmup_s: float
     duration_s: float
     until_stable: bool = False  # measure in windows until they agree, instead of for duration_s

@@ -28,7 +28,8 @@ def loadgen_plan(trial_id: str, base_url: str, requests: list[PreparedRequest], 
         2 * early_stopping_queries(load.latency_percentile) if scenario == "server" else DEFAULT_MIN_QUERIES)
     return LoadGenPlan(trial_id=trial_id, base_url=base_url, requests=requests, scenario=scenario,
                        duration_s=load.duration_s, request_timeout_s=load.request_timeout_s,
-                       target_qps=target_qps or load.target_qps, latency_bound_ms=load.latency_bound_ms,
+                       # without a rate of its own (Offline): the study's first
+                       target_qps=target_qps or load.target_qps[0], latency_bound_ms=load.latency_bound_ms,
                        latency_percentile=load.latency_percentile, min_query_count=min_queries, accuracy=accuracy,
                        records_path=records_path, log_dir=log_dir)
 

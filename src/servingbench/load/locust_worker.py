@@ -14,9 +14,10 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import sys
 import time
-from typing import Callable
+from typing import Callable, Iterator
 from urllib.parse import urlsplit
 
 import gevent
@@ -25,7 +26,7 @@ from locust import User, task
 from locust.env import Environment
 from locust.exception import StopUser
 
-from servingbench.load.contracts import ClosedLoopPlan, ClosedLoopResult, WindowStability
+from servingbench.load.contracts import ClosedLoopPlan, ClosedLoopResult, RequestOrder, WindowStability
 from servingbench.load.http_wire import Exchange, HttpWire, encode_request
 from servingbench.load.records import RecordWriter, TimingBuffer
 from servingbench.load.worker_io import cpu_percent, read_plan, write_result
@@ -91,6 +92,15 @@ def grpc_sender(trial: Trial, timeout: float) -> tuple[Sender, Callable[[], None
     return send, channel.close, [len(body) for _, body in calls]
 
 
+def request_indexes(order: RequestOrder, worker_id: int, count: int) -> Iterator[int]:
+    """The request indexes one user sends, in turn from its own offset (users start on different samples) or
+    at random, reproducibly per seed and user."""
+    if order.kind == "random":
+        pick = random.Random(f"{order.seed}:{worker_id}").randrange
+        return (pick(count) for _ in itertools.count())
+    return itertools.islice(itertools.cycle(range(count)), worker_id % count, None)
+
+
 def make_user_class(trial: Trial) -> type[User]:
     timeout = trial.plan.request_timeout_s
     make_sender = grpc_sender if trial.plan.protocol == "grpc" else http_sender
@@ -104,10 +114,10 @@ def make_user_class(trial: Trial) -> type[User]:
             trial.active_users += 1
             send, close, sizes = make_sender(trial, timeout)
             append = trial.timings.append
-            count = len(sizes)
-            index = worker_id % count  # users start on different samples
+            indexes = request_indexes(trial.plan.order, worker_id, len(sizes))
             try:
                 while trial.stop_sending_ns is None or perf_ns() < trial.stop_sending_ns:
+                    index = next(indexes)
                     try:
                         sent, written, first, end, read, status, received, error = send(index)
                     except Exception as exc:  # every failure is a record, never a crash
@@ -116,7 +126,6 @@ def make_user_class(trial: Trial) -> type[User]:
                         error = f"{type(exc).__name__}: {exc}"[:200]
                     append(worker_id, index, 0, sent, written, first, end, read, status, error, sizes[index],
                            received)
-                    index = (index + 1) % count
             finally:
                 close()
                 trial.active_users -= 1

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from .entry import ModelEntry
+
 Size = Literal["tiny", "real"]
 
 # Output is a JSON-able dict; its keys depend on the task:
@@ -80,6 +82,8 @@ class LoadedModel(ABC):
     """
 
     network: Any  # callable: preprocess()'s output -> postprocess()'s input; None before with_network()
+    untraceable_because: ClassVar[str] = ""  # why traceable() is None, for the export error
+    stacks_inputs: ClassVar[bool] = True  # inputs of equal shape may run through the network as one batch
 
     @abstractmethod
     def preprocess(self, data: bytes) -> Any:
@@ -98,7 +102,7 @@ class LoadedModel(ABC):
 
     def traceable(self) -> Any:
         """The network as a torch.nn.Module that torch.jit.trace / torch.onnx.export accept with
-        preprocess()'s output as the example input; None when it can't be exported (generate loops)."""
+        preprocess()'s output as the example input; None when it can't be (say why in untraceable_because)."""
         return self.network
 
     def with_network(self, network: Any) -> "LoadedModel":
@@ -118,13 +122,28 @@ class LoadedModel(ABC):
 
 @dataclass
 class ModelSpec(ABC):
-    """A model of the zoo at one size with one weights source."""
+    """A model at one size with one weights source: a model of the zoo, a plugin's or your own.
+
+    To add a model, subclass this (or a task's spec in tasks.py, which brings samples, compare and
+    score) and register it: an entry point in the `servingbench.models` group, or `python:` in a study.
+    """
 
     name: ClassVar[str]
     task: ClassVar[str]
     hub_id: ClassVar[str | None]  # what --weights pretrained downloads
     size: Size = "tiny"
     weights: WeightsSource = field(default_factory=lambda: WeightsSource("random"))
+    entry: ModelEntry | None = None  # how the study named it; None: this class's registered name
+
+    def __post_init__(self) -> None:
+        if self.entry is None:
+            self.entry = ModelEntry(name=self.name)
+        elif self.entry.kind != "registered":
+            self.name = self.entry.name  # type: ignore[misc]  # the study's name for its own model
+
+    def reference(self) -> ModelEntry:
+        """What rebuilds this model in another process (a server): get_model(reference, size, weights)."""
+        return self.entry  # type: ignore[return-value]
 
     @abstractmethod
     def load(self) -> LoadedModel:
@@ -134,8 +153,16 @@ class ModelSpec(ABC):
     def load_processing(self, directory: Path) -> LoadedModel:
         """Pre- and postprocessing from save_processing()'s files, with no network (pair with with_network)."""
 
-    @abstractmethod
     def samples(self) -> list[Sample]:
+        """The inputs requests carry: the study's `samples:` files where given, else the model's own."""
+        if self.entry is not None and self.entry.samples is not None:
+            from .samples import user_samples
+
+            return user_samples(self.entry.samples, self.task)
+        return self.default_samples()
+
+    @abstractmethod
+    def default_samples(self) -> list[Sample]:
         """Real inputs in wire form (deterministic, built offline)."""
 
     @abstractmethod

@@ -23,12 +23,33 @@ def compare_classification(expected: Output, actual: Output, tolerance: float) -
         return Verdict(False, f"malformed output: {error!r}")
     if want != got:
         return Verdict(False, f"top-1 class {got} ({got_label}), expected {want} ({want_label})")
-    if len(want_logits) != len(got_logits):
-        return Verdict(False, f"{len(got_logits)} logits, expected {len(want_logits)}")
-    diff = max((abs(a - b) for a, b in zip(want_logits, got_logits)), default=0.0)
-    limit = tolerance * max(1.0, max((abs(x) for x in want_logits), default=0.0))
+    verdict = _close(want_logits, got_logits, tolerance, "logits")
+    return Verdict(False, f"same top-1 class but {verdict.reason}") if not verdict.ok else verdict
+
+
+def compare_values(expected: Output, actual: Output, key: str, tolerance: float) -> Verdict:
+    """Same `shape` (where the outputs give one) and the values under `key` within `tolerance`."""
+    try:
+        want = [float(x) for x in expected[key]]
+        got = [float(x) for x in actual[key]]
+        want_shape, got_shape = expected.get("shape"), actual.get("shape")
+    except MALFORMED as error:
+        return Verdict(False, f"malformed output: {error!r}")
+    except AttributeError as error:
+        return Verdict(False, f"malformed output: {error!r}")
+    if want_shape != got_shape:
+        return Verdict(False, f"shape {got_shape}, expected {want_shape}")
+    return _close(want, got, tolerance, key)
+
+
+def _close(want: list[float], got: list[float], tolerance: float, what: str) -> Verdict:
+    """Values within `tolerance` relative to their scale (at least 1)."""
+    if len(want) != len(got):
+        return Verdict(False, f"{len(got)} {what}, expected {len(want)}")
+    diff = max((abs(a - b) for a, b in zip(want, got)), default=0.0)
+    limit = tolerance * max(1.0, max((abs(x) for x in want), default=0.0))
     if diff > limit:
-        return Verdict(False, f"same top-1 class but max |logit diff| {diff:.3g} > {limit:.3g}")
+        return Verdict(False, f"max |{what} difference| {diff:.3g} > {limit:.3g}")
     return Verdict(True)
 
 

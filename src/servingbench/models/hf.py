@@ -28,16 +28,18 @@ CACHE_VERSION = "1"  # bump when the processor builders change, to rebuild cache
 
 
 class Logits(torch.nn.Module):
-    """A transformers model as a network: a tensor in, its logits out, so that torch.jit.trace and
-    torch.onnx.export see plain tensors rather than a ModelOutput."""
+    """A transformers model as a network: a tensor in, its logits (or another output, e.g. an encoder's
+    last_hidden_state) out, so that torch.jit.trace and torch.onnx.export see plain tensors rather than
+    a ModelOutput."""
 
-    def __init__(self, model: PreTrainedModel):
+    def __init__(self, model: PreTrainedModel, output: str = "logits"):
         super().__init__()
         self.model = model
+        self.output = output
         self.eval()
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(inputs).logits
+        return getattr(self.model(inputs), self.output)
 
 
 class HFModel(LoadedModel):

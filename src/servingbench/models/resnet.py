@@ -33,13 +33,13 @@ class ResNet50(ImageClassificationSpec):
     def load(self) -> LoadedModel:
         from transformers import ResNetForImageClassification
 
+        from .classification import config_labels
         from .hf import Logits, load_hf
         from .vision import HFImageClassifier, imagenet_processor, load_image_processor
 
         model, processor = load_hf(self, ResNetForImageClassification, self.config(), imagenet_processor,
                                    load_image_processor)
-        labels = tuple(model.config.id2label[i] for i in range(model.config.num_labels))
-        return HFImageClassifier(Logits(model), processor, labels)
+        return HFImageClassifier(Logits(model), processor, config_labels(model.config))
 
     def load_processing(self, directory: Path) -> LoadedModel:
         from .vision import HFImageClassifier, image_processing

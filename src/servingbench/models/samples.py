@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import mimetypes
 import re
 import shutil
 import subprocess
@@ -27,6 +28,8 @@ SENTENCES = {
     "serving": "A serving framework turns a trained model into a web service that answers many requests at once.",
 }
 ESPEAK_VOICE, ESPEAK_WORDS_PER_MINUTE = "en-us", 160
+TEXT = "text/plain; charset=utf-8"
+NPY = "application/x-npy"  # a network's input tensor: numpy's .npy format, as np.save writes it
 PROSE_FILES = ("/usr/share/common-licenses/GPL-3", "/usr/share/common-licenses/Apache-2.0")
 PROSE_CHUNK_CHARS = 2500  # ~500 BPE tokens: the summariser's input budget
 CHUNKS_PER_FILE = 2
@@ -54,6 +57,11 @@ def image_samples() -> list[Sample]:
     return samples
 
 
+def sentence_samples() -> list[Sample]:
+    """Short English sentences as UTF-8 text (the speech samples' words): inputs of text classifiers and encoders."""
+    return [Sample(f"{name}.txt", text.encode(), TEXT) for name, text in SENTENCES.items()]
+
+
 def speech_samples() -> list[Sample]:
     """English sentences as 16 kHz mono 16-bit WAV, synthesised once and cached."""
     return [Sample(f"{name}.wav", _speech_wav(text), "audio/wav") for name, text in SENTENCES.items()]
@@ -65,10 +73,10 @@ def text_samples() -> list[Sample]:
     for path in map(Path, PROSE_FILES):
         if path.is_file():
             chunks = _prose_chunks(path.read_text(encoding="utf-8", errors="replace"))
-            samples += [Sample(f"{path.name.lower()}-{i + 1}", chunk.encode(), "text/plain; charset=utf-8")
+            samples += [Sample(f"{path.name.lower()}-{i + 1}", chunk.encode(), TEXT)
                         for i, chunk in enumerate(chunks[:CHUNKS_PER_FILE])]
     if not samples:
-        samples = [Sample(f"builtin-{i + 1}", text.encode(), "text/plain; charset=utf-8")
+        samples = [Sample(f"builtin-{i + 1}", text.encode(), TEXT)
                    for i, text in enumerate(FALLBACK_PROSE)]
     return samples
 
@@ -106,3 +114,50 @@ def _synthesise(text: str) -> bytes:
         subprocess.run(["sox", "-D", str(raw), "-r", str(SAMPLE_RATE), "-c", "1", "-b", "16", "-e", "signed-integer",
                         str(converted)], capture_output=True, check=True)
         return converted.read_bytes()
+
+
+def user_samples(path: Path, task: str) -> list[Sample]:
+    """Your own inputs in wire form: a folder (every file one sample, by name), a .txt file (every non-empty
+    line one sample), .npz (every array one network input) or .npy (the first axis indexes the inputs),
+    or any other single file (one sample)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
+        samples = [sample for file in files for sample in _file_samples(file, whole_text=True)]
+    elif path.is_file():
+        samples = _file_samples(path, whole_text=False)
+    else:
+        raise ServingbenchError(f"samples not found: {path}")
+    if not samples:
+        raise ServingbenchError(f"no samples in {path} (for a {task} model)")
+    return samples
+
+
+def _file_samples(path: Path, whole_text: bool) -> list[Sample]:
+    """A folder's .txt file is one sample; a .txt file given alone holds one per line."""
+    if path.suffix == ".npz":
+        import numpy as np
+
+        with np.load(path, allow_pickle=False) as arrays:
+            return [Sample(f"{path.stem}-{key}", npy_bytes(arrays[key]), NPY) for key in arrays.files]
+    if path.suffix == ".npy":
+        import numpy as np
+
+        array = np.load(path, allow_pickle=False)
+        return [Sample(f"{path.stem}-{i}", npy_bytes(array[i:i + 1]), NPY) for i in range(len(array))]
+    if path.suffix == ".txt" and not whole_text:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        return [Sample(f"{path.stem}-{n}", line.encode(), TEXT) for n, line in enumerate(lines, 1) if line]
+    content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    if content_type.startswith("text/"):
+        content_type = f"{content_type}; charset=utf-8"
+    return [Sample(path.name, path.read_bytes(), content_type)]
+
+
+def npy_bytes(array) -> bytes:
+    """An array in numpy's .npy format (dtype and shape included), as a request body."""
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()

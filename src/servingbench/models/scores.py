@@ -51,3 +51,14 @@ def rouge_l(references: list[Output], served: list[Output | None]) -> Score:
     values = [1.0 if not r.strip() and not s.strip() else scorer.score(r, s)["rougeL"].fmeasure
               for r, s in zip(_texts(references), _texts(served))]
     return Score("rouge_l", sum(values) / len(values), 0.99, higher_is_better=True)
+
+
+def values_agreement(key: str, tolerance: float):
+    """A score: the share of served outputs whose values under `key` match the reference's within `tolerance`."""
+    from .compare import compare_values
+
+    def agreement(references: list[Output], served: list[Output | None]) -> Score:
+        agree = sum(s is not None and compare_values(r, s, key, tolerance).ok for r, s in zip(references, served))
+        return Score(f"{key}_agreement", agree / len(references), 0.99, higher_is_better=True)
+
+    return agreement

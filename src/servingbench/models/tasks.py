@@ -4,16 +4,16 @@ from __future__ import annotations
 from typing import ClassVar
 
 from .base import ModelSpec, Output, Sample, Verdict
-from .compare import compare_classification, compare_tokens
-from .samples import image_samples, speech_samples, text_samples
-from .scores import rouge_l, top1_agreement, word_error_rate
+from .compare import compare_classification, compare_tokens, compare_values
+from .samples import image_samples, sentence_samples, speech_samples, text_samples
+from .scores import rouge_l, top1_agreement, values_agreement, word_error_rate
 
 
 class ImageClassificationSpec(ModelSpec):
     task = "image-classification"
     logits_tolerance: ClassVar[float] = 1e-3  # relative; other runtimes (ONNX, ...) differ by ~1e-5
 
-    def samples(self) -> list[Sample]:
+    def default_samples(self) -> list[Sample]:
         return image_samples()
 
     def compare(self, expected: Output, actual: Output) -> Verdict:
@@ -25,7 +25,7 @@ class ImageClassificationSpec(ModelSpec):
 class SpeechRecognitionSpec(ModelSpec):
     task = "speech-recognition"
 
-    def samples(self) -> list[Sample]:
+    def default_samples(self) -> list[Sample]:
         return speech_samples()
 
     def compare(self, expected: Output, actual: Output) -> Verdict:
@@ -37,10 +37,54 @@ class SpeechRecognitionSpec(ModelSpec):
 class SummarizationSpec(ModelSpec):
     task = "summarization"
 
-    def samples(self) -> list[Sample]:
+    def default_samples(self) -> list[Sample]:
         return text_samples()
 
     def compare(self, expected: Output, actual: Output) -> Verdict:
         return compare_tokens(expected, actual)
 
     score = staticmethod(rouge_l)
+
+
+class TextClassificationSpec(ModelSpec):
+    task = "text-classification"
+    logits_tolerance: ClassVar[float] = 1e-3
+
+    def default_samples(self) -> list[Sample]:
+        return sentence_samples()
+
+    def compare(self, expected: Output, actual: Output) -> Verdict:
+        return compare_classification(expected, actual, self.logits_tolerance)
+
+    score = staticmethod(top1_agreement)
+
+
+VALUES_TOLERANCE = 1e-3  # relative to the values' scale: other runtimes differ by ~1e-5
+
+
+class FeatureExtractionSpec(ModelSpec):
+    task = "feature-extraction"
+
+    def default_samples(self) -> list[Sample]:
+        return sentence_samples()
+
+    def compare(self, expected: Output, actual: Output) -> Verdict:
+        return compare_values(expected, actual, "embedding", VALUES_TOLERANCE)
+
+    score = staticmethod(values_agreement("embedding", VALUES_TOLERANCE))
+
+
+class BareNetworkSpec(ModelSpec):
+    """A network without processing: a tensor in (a .npy body), its first output tensor out."""
+
+    task = "bare-network"
+
+    def default_samples(self) -> list[Sample]:
+        from ..errors import ServingbenchError
+
+        raise ServingbenchError(f"{self.name}: a bare network has no built-in inputs; give samples (.npz or .npy)")
+
+    def compare(self, expected: Output, actual: Output) -> Verdict:
+        return compare_values(expected, actual, "output", VALUES_TOLERANCE)
+
+    score = staticmethod(values_agreement("output", VALUES_TOLERANCE))

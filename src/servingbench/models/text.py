@@ -1,10 +1,14 @@
-"""Summarisation at run time: UTF-8 text in, a fixed-length greedy summary out."""
+"""Text models at run time: UTF-8 text in; a fixed-length greedy summary, classes or an embedding out."""
 from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .base import Output
+from .classification import classification_output, save_labels
 from .hf import HFModel
 
 
@@ -23,8 +27,12 @@ class Summarizer(HFModel):
         new_ids = output[0, 1:].tolist()  # sequences start with the decoder start token
         return {"text": self.processor.decode(new_ids, skip_special_tokens=True), "token_ids": new_ids}
 
+    # generate() is a Python loop over the decoder: neither torch.jit.trace nor ONNX export take it.
+    untraceable_because = ("its network is a Python generate() loop, not a graph (the study's finding for BART on "
+                           "TensorFlow; keras-hub's own BART can export generate(), see the README)")
+
     def traceable(self) -> None:
-        return None  # generate() is a Python loop over the decoder: neither torch.jit.trace nor ONNX export take it
+        return None
 
 
 class Generate(torch.nn.Module):
@@ -43,3 +51,35 @@ class Generate(torch.nn.Module):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         # One unpadded input: attend to every token, as the tokenizer's own mask would.
         return self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
+
+
+class TextEncoder(HFModel):
+    """Text in, input_ids (one unpadded input, cut to the tokenizer's model_max_length) to the network."""
+
+    def preprocess(self, data: bytes) -> torch.Tensor:
+        return self.processor(data.decode("utf-8"), truncation=True, max_length=self.processor.model_max_length,
+                              return_tensors="pt")["input_ids"]
+
+
+class TextClassifier(TextEncoder):
+    """input_ids -> a *ForSequenceClassification network (`Logits`) -> top classes + logits."""
+
+    def __init__(self, network: torch.nn.Module | None, tokenizer: PreTrainedTokenizerBase, labels: Sequence[str]):
+        super().__init__(network, tokenizer)
+        self.labels = labels
+
+    def postprocess(self, output: torch.Tensor) -> Output:
+        return classification_output(output[0], self.labels)
+
+    def save_processing(self, directory: Path) -> Path:
+        directory = super().save_processing(directory)
+        save_labels(directory, self.labels)
+        return directory
+
+
+class SentenceEmbedder(TextEncoder):
+    """input_ids -> an encoder's last hidden states (`Logits(model, "last_hidden_state")`) -> their mean."""
+
+    def postprocess(self, output: torch.Tensor) -> Output:
+        return {"embedding": output[0].float().mean(dim=0).tolist()}
+

@@ -21,6 +21,7 @@ from transformers.models.convnext import ConvNextImageProcessorPil
 
 from ..errors import ServingbenchError
 from .base import LoadedModel, ModelSpec, Output
+from .classification import classification_output, read_labels, save_labels
 from .hf import HFModel, loading, saved_processor, weights_directory
 
 LABELS_FILE = Path(__file__).with_name("assets") / "imagenet_labels.txt"  # from timm (Apache-2.0)
@@ -56,8 +57,6 @@ class ImageClassifier(LoadedModel):
     save_processing() writes the image processor and labels.json; `image_processing()` reads them back.
     """
 
-    LABELS_JSON = "labels.json"
-
     def __init__(self, network: torch.nn.Module | None, processor: Any, labels: Sequence[str]):
         self.network = network
         self.processor = processor
@@ -67,25 +66,20 @@ class ImageClassifier(LoadedModel):
         return self.processor(images=decode_image(data), return_tensors="pt")["pixel_values"]
 
     def postprocess(self, output: torch.Tensor) -> Output:
-        logits = output[0].float()
-        top = torch.softmax(logits, dim=-1).topk(5)
-        return {
-            "top5": [[i, self.labels[i], p] for i, p in zip(top.indices.tolist(), top.values.tolist())],
-            "logits": logits.tolist(),
-        }
+        return classification_output(output[0], self.labels)
 
     def save_processing(self, directory: Path) -> Path:
         directory = Path(directory)
         self.processor.save_pretrained(directory)
-        (directory / self.LABELS_JSON).write_text(json.dumps(list(self.labels)) + "\n", encoding="utf-8")
+        save_labels(directory, self.labels)
         return directory
 
 
 def image_processing(spec: ModelSpec, directory: Path) -> tuple[Any, tuple[str, ...]]:
     """(image processor, labels) from ImageClassifier.save_processing()'s files."""
     with loading(spec, directory):
-        labels = json.loads((Path(directory) / ImageClassifier.LABELS_JSON).read_text(encoding="utf-8"))
-    return saved_processor(spec, directory, load_image_processor), tuple(labels)
+        labels = read_labels(directory)
+    return saved_processor(spec, directory, load_image_processor), labels
 
 
 class HFImageClassifier(ImageClassifier, HFModel):

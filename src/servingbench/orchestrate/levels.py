@@ -1,4 +1,5 @@
-"""The load levels of one framework x model: a cell per closed-loop user count and per LoadGen scenario."""
+"""The load levels of one framework x model: a cell per closed-loop user count, per LoadGen Server rate and
+per other LoadGen scenario."""
 from __future__ import annotations
 
 from servingbench.config import CAPACITY, CLOSED_LOOP, LoadSettings
@@ -14,9 +15,12 @@ def planned_cells(framework: str, model: str, load: LoadSettings) -> list[CellSu
     for scenario in load.scenarios:
         if scenario == CLOSED_LOOP:
             cells += [CellSummary(framework=framework, model=model, users=u, status="running") for u in load.users]
+        elif scenario == "server":
+            cells += [CellSummary(framework=framework, model=model, scenario=scenario, users=0, status="running",
+                                  target_qps=rate, latency_bound_ms=load.latency_bound_ms,
+                                  latency_percentile=load.latency_percentile) for rate in load.target_qps]
         else:
-            cells.append(CellSummary(framework=framework, model=model, scenario=scenario, users=0, status="running",
-                                     target_qps=load.target_qps if scenario == "server" else None))
+            cells.append(CellSummary(framework=framework, model=model, scenario=scenario, users=0, status="running"))
     return cells
 
 

@@ -14,10 +14,10 @@ from servingbench.analysis.stats import aggregate_cell, summarize_records
 from servingbench.analysis.warnings import not_a_measurement, trial_warnings
 from servingbench.config import LoadSettings
 from servingbench.display import Display
-from servingbench.errors import ServerStartError
+from servingbench.errors import MetricsUnavailable, ServerStartError
 from servingbench.launch.server import RunningServer
 from servingbench.load.closed_loop import run_closed_loop
-from servingbench.load.contracts import ClosedLoopPlan, PreparedRequest
+from servingbench.load.contracts import ClosedLoopPlan, PreparedRequest, RequestOrder
 from servingbench.load.loadgen import loadgen_plan, run_loadgen
 from servingbench.load.records import read_records
 from servingbench.monitor.resources import ResourceSampler, write_csv
@@ -38,6 +38,7 @@ class Target:
     scrape_metrics: Callable[[], dict[str, float]] = dict
     # None: an endpoint servingbench did not start (no server telemetry, no liveness check between trials)
     server: RunningServer | None = None
+    order: RequestOrder = RequestOrder()  # how closed-loop users pick among `requests`
 
 
 class ServerDied(ServerStartError):
@@ -64,23 +65,34 @@ class Observed:
     server_metrics: dict[str, float] = field(default_factory=dict)
     samples: list = field(default_factory=list)
     telemetry_file: str = ""
+    warnings: list[str] = field(default_factory=list)  # a metrics page that did not answer
 
     def resources(self, start_ns: int, end_ns: int) -> TrialResources | None:
         return summarize_resources(self.samples, start_ns, end_ns, TELEMETRY_INTERVAL_S)
+
+
+def scraped(target: Target, when: str, warnings: list[str]) -> dict[str, float]:
+    """The target's counters; a metrics page that does not answer costs the trial its server metrics, not the run."""
+    try:
+        return target.scrape_metrics()
+    except MetricsUnavailable as exc:
+        warnings.append(f"{exc} ({when} the trial): no server metrics for it")
+        return {}
 
 
 @contextmanager
 def observing(results: ResultsDir, target: Target, tid: str) -> Iterator[Observed]:
     """Scrapes the server's counters before and after, samples CPU/memory/GPU throughout; the load
     generator joins the sampling once `watch_load` gets its pid."""
-    before = target.scrape_metrics()
+    metrics_warnings: list[str] = []
+    before = scraped(target, "before", metrics_warnings)
     sampler = ResourceSampler(TELEMETRY_INTERVAL_S, target.server.pid if target.server else None).start()
-    observed = Observed(partial(sampler.watch, "load"))
+    observed = Observed(partial(sampler.watch, "load"), warnings=metrics_warnings)
     try:
         yield observed
     finally:
         observed.samples = sampler.stop()
-    observed.server_metrics = trial_server_metrics(before, target.scrape_metrics())
+    observed.server_metrics = trial_server_metrics(before, scraped(target, "after", observed.warnings))
     telemetry_path = results.path / "telemetry" / f"{tid}.csv"
     write_csv(observed.samples, telemetry_path)
     observed.telemetry_file = str(telemetry_path.relative_to(results.path))
@@ -131,7 +143,7 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
                               request_timeout_s=load.request_timeout_s, until_stable=load.until_stable,
                               stability_window_s=load.stability_window_s,
                               stability_tolerance_pct=load.stability_tolerance_pct,
-                              max_duration_s=load.max_duration_s, records_path=records_path)
+                              max_duration_s=load.max_duration_s, records_path=records_path, order=target.order)
         label = f"{target.model} · {target.framework} · {cell.users} users · rep {repetition}/{load.repetitions}"
         started_at = now_iso()
         with observing(results, target, tid) as observed, display.trial(label, plan.longest_s) as on_progress:
@@ -144,7 +156,7 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
                              load_cpu_percent=window.load_cpu_percent, server_metrics=observed.server_metrics,
                              resources=observed.resources(window.measure_start_ns, window.measure_end_ns),
                              telemetry_file=observed.telemetry_file, stability=stability,
-                             warnings=trial_warnings(counts, window.load_cpu_percent, stability))
+                             warnings=trial_warnings(counts, window.load_cpu_percent, stability) + observed.warnings)
         cell, failure = record_trial(results, summary, cell, trial, target, display, label)
         if failure:
             break
@@ -173,7 +185,7 @@ def run_loadgen_trial(results: ResultsDir, target: Target, scenario: str, load: 
     counts, verdict = loadgen_counts(scenario, values, parse_detail(log_dir / "mlperf_log_detail.txt"), records,
                                      window.start_ns, window.end_ns, load.latency_percentile)
     delay = send_delay_ms(records)
-    warnings = trial_warnings(counts, window.load_cpu_percent)
+    warnings = trial_warnings(counts, window.load_cpu_percent) + observed.warnings
     if not verdict.valid:
         warnings.append(f"LoadGen says {verdict.result}: see "
                         f"{log_dir.relative_to(results.path) / 'mlperf_log_summary.txt'}")
@@ -196,9 +208,10 @@ def run_scenario_cell(results: ResultsDir, summary: Summary, cell: CellSummary, 
     """Repetitions of one MLPerf LoadGen scenario (`cell.scenario`); statistics and verdict as LoadGen measured."""
     failure = None
     for repetition in range(1, load.repetitions + 1):
-        label = f"{target.model} · {target.framework} · {cell.scenario} · rep {repetition}/{load.repetitions}"
+        label = f"{target.model} · {target.framework} · {cell.level} · rep {repetition}/{load.repetitions}"
         display.stage(label)
-        trial = run_loadgen_trial(results, target, cell.scenario, load, repetition, display)
+        trial = run_loadgen_trial(results, target, cell.scenario, load, repetition, display,
+                                  target_qps=cell.target_qps, level=cell.level_id)
         cell, failure = record_trial(results, summary, cell, trial, target, display, label)
         if failure:
             break

@@ -16,8 +16,8 @@ from servingbench.results.tables import METRICS, NOT_MEASURED, Metric
 
 COMPARED = [m for m in METRICS if m.key in ("throughput", "latency_p50", "latency_p99")]
 
-CellKey = tuple[str, str, str, int]  # framework, model, scenario, users
-CELL_FIELDS = ("framework", "model", "scenario", "users")
+CellKey = tuple[str, str, str, int, float | None]  # CellSummary.key: framework, model, scenario, users, server rate
+CELL_FIELDS = ("framework", "model", "scenario", "users", "target_qps")
 CHANGE_FIELDS = (*CELL_FIELDS, "metric", "before", "after", "change", "percent", "significant", "regression")
 
 
@@ -63,7 +63,7 @@ class Comparison:
 
 
 def _cells(summary: Summary) -> dict[CellKey, CellSummary]:
-    return {(c.framework, c.model, c.scenario, c.users): c for c in summary.cells}
+    return {c.key: c for c in summary.cells}
 
 
 def _measured(cell: CellSummary) -> bool:
@@ -90,7 +90,9 @@ def compare(before: Summary, after: Summary) -> Comparison:
 
 
 def _cell_text(key: CellKey) -> str:
-    return " / ".join(map(str, key))
+    """E.g. "reference / resnet50 / server / 1 / 20 qps": the rate only where a server cell has one."""
+    *cell, rate = key
+    return " / ".join([*map(str, cell), *([] if rate is None else [f"{rate:g} qps"])])
 
 
 def regression_line(change: Change) -> str:
@@ -111,7 +113,7 @@ def comparison_table(comparison: Comparison, title: str, threshold_pct: float | 
     if threshold_pct is not None:
         caption += f"; regression: beyond the noise and worse by more than {threshold_pct:g}%"
     table = Table(title=title, title_justify="left", caption=caption, caption_justify="left")
-    for column in ("framework", "model", "scenario", "users", "metric"):
+    for column in ("framework", "model", "scenario", "users", "rate", "metric"):
         table.add_column(column)
     for column in ("A", "B", "change", "%", ""):
         table.add_column(column, justify="right")
@@ -120,7 +122,8 @@ def comparison_table(comparison: Comparison, title: str, threshold_pct: float | 
         flag = {True: "[bold yellow]![/]", False: "", None: "no CI"}[change.significant]
         if threshold_pct is not None and change.regressed(threshold_pct):
             flag += " [bold red]regression[/]"
-        table.add_row(*map(str, change.cell), change.metric, f"{change.before:.2f}", f"{change.after:.2f}",
+        *cell, rate = change.cell
+        table.add_row(*map(str, cell), "" if rate is None else f"{rate:g} qps", change.metric, f"{change.before:.2f}", f"{change.after:.2f}",
                       f"{change.delta:+.2f}", percent, flag)
     return table
 

@@ -4,7 +4,9 @@ Only measured cells are drawn; unsupported and failed ones are listed in the rep
 """
 from __future__ import annotations
 
+import dataclasses
 import io
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -14,11 +16,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from servingbench.analysis.timeseries import TimeBin, TrialSeries
 from servingbench.atomic import write_atomically
 from servingbench.outputs.breakdown import PARTS, latency_breakdown
 from servingbench.outputs.findings import users_label
-from servingbench.results.schema import CellSummary, Estimate, ModelInfo, Summary
-from servingbench.results.tables import LATENCY, THROUGHPUT, Grid, Metric, grids
+from servingbench.results.scenario_tables import bounded_latency_ms, sweeps
+from servingbench.results.schema import CellSummary, Estimate, ModelInfo, Summary, TrialSummary
+from servingbench.results.tables import LATENCY, NOT_MEASURED, THROUGHPUT, Grid, Metric, grids
 
 STYLE = {"font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
          "axes.spines.right": False, "savefig.dpi": 110, "savefig.bbox": "tight",
@@ -34,7 +38,7 @@ class FigureKind:
     key: str
     caption: str
     # closed-loop kinds get (figure, grid, palette, model info); open-loop ones (figure, the model's cells,
-    # palette). False: nothing to draw.
+    # palette); the time series (figure, cell, its trials with their series). False: nothing to draw.
     draw: Callable[..., bool]
 
 
@@ -44,6 +48,7 @@ class RenderedFigure:
     kind: FigureKind
     png: Path
     svg: Path
+    cell: CellSummary | None = None  # a figure of one cell (its time series)
 
 
 def _load_levels(grid: Grid) -> list[int]:
@@ -194,6 +199,26 @@ KINDS = (
 SIZES = {"latency-bars": (8.0, 3.4)}
 
 
+def _rate_curve(ax: Axes, points: list[tuple[float, float, bool]], color: str, label: str) -> None:
+    """(rate asked for, latency, LoadGen VALID) points joined by rate: filled VALID, hollow INVALID."""
+    points = sorted(points)
+    ax.plot([p[0] for p in points], [p[1] for p in points], color=color, alpha=0.5)
+    for rate, latency, valid in points:
+        ax.plot(rate, latency, marker="o", color=color, markerfacecolor=color if valid else "white")
+    ax.plot([], [], color=color, marker="o", label=label)
+
+
+def _bound(ax: Axes, bound_ms: float | None) -> None:
+    if bound_ms is not None:
+        ax.axhline(bound_ms, color="black", linestyle="--", linewidth=1, label=f"bound {bound_ms:g} ms")
+
+
+def _rate_axis(ax: Axes, percentile: float | None) -> None:
+    ax.set_xlabel("Server scenario rate asked for (queries/s, Poisson)")
+    ax.set_yscale("log")
+    ax.set_ylabel(f"p{percentile:g} latency (ms, log)" if percentile else "latency at the bounded percentile (ms, log)")
+
+
 def _capacity(fig: Figure, cells: list[CellSummary], colors: Palette) -> bool:
     """Each capacity search's probes: latency at the bounded percentile against the rate asked for."""
     searches = [c for c in cells if c.capacity and c.capacity.probes]
@@ -202,21 +227,13 @@ def _capacity(fig: Figure, cells: list[CellSummary], colors: Palette) -> bool:
     ax = fig.subplots()
     for cell in searches:
         found, color = cell.capacity, colors[cell.framework]
-        probes = sorted((p for p in found.probes if p.latency_ms is not None), key=lambda p: p.target_qps)
-        ax.plot([p.target_qps for p in probes], [p.latency_ms for p in probes], color=color, alpha=0.5)
-        for probe in probes:
-            ax.plot(probe.target_qps, probe.latency_ms, marker="o", color=color,
-                    markerfacecolor=color if probe.valid else "white")
+        _rate_curve(ax, [(p.target_qps, p.latency_ms, p.valid) for p in found.probes if p.latency_ms is not None],
+                    color, f"{cell.framework}: " + (f"{found.max_qps:.1f}/s" if found.max_qps else "none valid"))
         if found.max_qps:
             ax.axvline(found.max_qps, color=color, linestyle=":", linewidth=1)
-        ax.plot([], [], color=color, marker="o", label=f"{cell.framework}: "
-                + (f"{found.max_qps:.1f}/s" if found.max_qps else "none valid"))
     bound = searches[0].capacity
-    ax.axhline(bound.latency_bound_ms, color="black", linestyle="--", linewidth=1,
-               label=f"bound {bound.latency_bound_ms:g} ms")
-    ax.set_xlabel("Server scenario rate asked for (queries/s, Poisson)")
-    ax.set_yscale("log")
-    ax.set_ylabel(f"p{bound.percentile:g} latency (ms, log)")
+    _bound(ax, bound.latency_bound_ms)
+    _rate_axis(ax, bound.percentile)
     ax.set_title(f"{searches[0].model}: capacity under the latency bound")
     ax.legend()
     return True
@@ -225,6 +242,96 @@ def _capacity(fig: Figure, cells: list[CellSummary], colors: Palette) -> bool:
 CAPACITY = FigureKind("capacity", "Capacity search: each probe's latency at the bounded percentile against the "
                       "rate asked for; filled = LoadGen VALID, hollow = INVALID; dotted = the highest VALID rate.",
                       _capacity)
+
+
+def _sweep(fig: Figure, cells: list[CellSummary], colors: Palette) -> bool:
+    """The Server scenario at each offered rate: latency (bounded percentile, p50) and achieved throughput."""
+    measured = [c for c in cells if c.status not in NOT_MEASURED and c.repetitions and c.target_qps]
+    if not measured:
+        return False
+    latency_ax, throughput_ax = fig.subplots(1, 2)
+    for fw in dict.fromkeys(c.framework for c in measured):
+        mine = sorted((c for c in measured if c.framework == fw), key=lambda c: c.target_qps or 0)
+        color = colors[fw]
+        _rate_curve(latency_ax, [(c.target_qps, latency, all(t.loadgen and t.loadgen.valid for t in c.repetitions))
+                                 for c in mine if c.target_qps and (latency := bounded_latency_ms(c)) is not None],
+                    color, fw)
+        p50 = [(c.target_qps, c.latency_ms["p50"]) for c in mine if "p50" in c.latency_ms]
+        latency_ax.plot([p[0] for p in p50], [p[1] for p in p50], color=color, linestyle=":", linewidth=1)
+        achieved = [(c.target_qps, c.throughput_rps.mean) for c in mine if c.throughput_rps and c.throughput_rps.mean]
+        throughput_ax.plot([a[0] for a in achieved], [a[1] for a in achieved], marker="o", color=color, label=fw)
+    _bound(latency_ax, next((c.latency_bound_ms for c in measured if c.latency_bound_ms), None))
+    latency_ax.plot([], [], color="black", linestyle=":", linewidth=1, label="p50")
+    _rate_axis(latency_ax, next((c.latency_percentile for c in measured if c.latency_percentile), None))
+    latency_ax.legend(fontsize=8)
+    top = max(c.target_qps or 0 for c in measured)
+    throughput_ax.plot([0, top], [0, top], color="grey", linestyle="--", linewidth=1, label="achieved = offered")
+    throughput_ax.set_xlabel("Server scenario rate asked for (queries/s)")
+    _finish(throughput_ax, "achieved (samples/s)", "Throughput", fontsize=8)
+    fig.suptitle(f"{measured[0].model}: latency against offered load (LoadGen Server scenario)")
+    return True
+
+
+SWEEP = FigureKind("server-sweep", "Server-scenario rate sweep: latency at the bounded percentile against the rate "
+                   "offered (filled = LoadGen VALID in every repetition, hollow = INVALID), p50 dotted, the bound "
+                   "dashed; right: the throughput achieved.", _sweep)
+
+
+def _per_second(series: TrialSeries) -> list[TimeBin]:
+    """One bin per second: the answers and failures of both phases summed (the second the measurement began
+    has a row of each), the latency of the phase most of them belonged to."""
+    seconds: dict[int, list[TimeBin]] = {}
+    for row in series.bins:
+        seconds.setdefault(row.second, []).append(row)
+    return [dataclasses.replace(max(rows, key=lambda r: r.requests), requests=sum(r.requests for r in rows),
+                                ok=sum(r.ok for r in rows), failed=sum(r.failed for r in rows),
+                                throughput_rps=sum(r.throughput_rps for r in rows))
+            for rows in seconds.values()]
+
+
+def _timeseries(fig: Figure, cell: CellSummary, trials: list[tuple[TrialSummary, TrialSeries]]) -> bool:
+    if not any(series.bins for _, series in trials):
+        return False
+    with_cpu = any(b.server_cpu_percent is not None for _, series in trials for b in series.bins)
+    axes = fig.subplots(3 if with_cpu else 2, 1, sharex=True, squeeze=False)[:, 0]
+    cycle = matplotlib.colormaps["tab10"].colors
+    failures_shown = False
+    for i, (trial, series) in enumerate(trials):
+        color = cycle[i % len(cycle)]
+        bins = _per_second(series)
+        x = [b.second + 0.5 for b in bins]
+        axes[0].plot(x, [b.throughput_rps for b in bins], color=color, marker=".",
+                     label=f"rep {trial.repetition}" + (f" ({trial.target_qps:.3g}/s)" if trial.target_qps else ""))
+        failed = [(xi, b.failed) for xi, b in zip(x, bins) if b.failed]
+        if failed:
+            axes[0].plot([f[0] for f in failed], [f[1] for f in failed], "x", color="#d62728",
+                         label=None if failures_shown else "failures/s")
+            failures_shown = True
+        for key, style in (("p50_ms", "-"), ("p99_ms", "--")):
+            axes[1].plot(x, [_nan(getattr(b, key)) for b in bins], color=color, linestyle=style, marker=".")
+        if with_cpu:
+            cpu = [(xi, b.server_cpu_percent) for xi, b in zip(x, bins) if b.server_cpu_percent is not None]
+            axes[2].plot([c[0] for c in cpu], [c[1] for c in cpu], color=color, marker=".")
+        if series.warmup_end_s > 0:
+            for ax in axes:
+                ax.axvspan(0, series.warmup_end_s, color="grey", alpha=0.08, linewidth=0)
+    _finish(axes[0], "answers/s", f"{cell.label}: over time", fontsize=8)
+    axes[1].plot([], [], color="black", label="p50")
+    axes[1].plot([], [], color="black", linestyle="--", label="p99")
+    _finish(axes[1], "latency (ms)", "", fontsize=8)
+    if with_cpu:
+        _finish(axes[2], "server CPU (% of a core)", "")
+    axes[-1].set_xlabel("seconds since the trial's first request (shaded: warm-up)")
+    return True
+
+
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+TIMESERIES = FigureKind("timeseries", "Over time (1-second bins by completion): successful answers per second "
+                        "(red x: failures per second), p50 (solid) and p99 (dashed) latency, the server's CPU; "
+                        "one colour per repetition, the warm-up shaded.", _timeseries)
 
 
 def _palette(summary: Summary) -> Palette:
@@ -250,16 +357,37 @@ def render_figures(summary: Summary, out_dir: Path) -> list[RenderedFigure]:
                 fig = Figure(figsize=SIZES.get(kind.key, (6.4, 3.8)), layout="constrained")
                 if not kind.draw(fig, grid, colors, infos.get(grid.model)):
                     continue
-                # not with_suffix: model names may contain dots (an endpoint's host)
-                png, svg = (out_dir / f"{grid.model}-{kind.key}.{ext}" for ext in ("png", "svg"))
-                _save(fig, png, "png")
-                _save(fig, svg, "svg")
-                rendered.append(RenderedFigure(grid.model, kind, png, svg))
+                rendered.append(_saved(fig, out_dir, grid.model, kind, f"{grid.model}-{kind.key}"))
         for model in dict.fromkeys(c.model for c in summary.cells if c.capacity):
             fig = Figure(figsize=(6.4, 3.8), layout="constrained")
             if CAPACITY.draw(fig, [c for c in summary.cells if c.model == model], colors):
-                png, svg = (out_dir / f"{model}-{CAPACITY.key}.{ext}" for ext in ("png", "svg"))
-                _save(fig, png, "png")
-                _save(fig, svg, "svg")
-                rendered.append(RenderedFigure(model, CAPACITY, png, svg))
+                rendered.append(_saved(fig, out_dir, model, CAPACITY, f"{model}-{CAPACITY.key}"))
+        for model, cells in sweeps(summary).items():
+            fig = Figure(figsize=(9.0, 3.8), layout="constrained")
+            if SWEEP.draw(fig, cells, colors):
+                rendered.append(_saved(fig, out_dir, model, SWEEP, f"{model}-{SWEEP.key}"))
     return rendered
+
+
+def render_timeseries_figures(summary: Summary, series: dict[str, TrialSeries], out_dir: Path
+                              ) -> list[RenderedFigure]:
+    """One figure per cell whose trials have a time series (`series` by trial id)."""
+    rendered = []
+    with matplotlib.rc_context(STYLE):
+        for cell in summary.cells:
+            trials = [(t, series[t.trial_id]) for t in cell.repetitions if t.trial_id in series]
+            fig = Figure(figsize=(7.0, 6.0), layout="constrained")
+            if not TIMESERIES.draw(fig, cell, trials):
+                continue
+            name = f"{cell.model}-{cell.framework}-{cell.level_id}-{TIMESERIES.key}"
+            rendered.append(_saved(fig, out_dir, cell.model, TIMESERIES, name, cell))
+    return rendered
+
+
+def _saved(fig: Figure, out_dir: Path, model: str, kind: FigureKind, stem: str,
+           cell: CellSummary | None = None) -> RenderedFigure:
+    # not with_suffix: model names may contain dots (an endpoint's host)
+    png, svg = (out_dir / f"{stem}.{ext}" for ext in ("png", "svg"))
+    _save(fig, png, "png")
+    _save(fig, svg, "svg")
+    return RenderedFigure(model, kind, png, svg, cell)

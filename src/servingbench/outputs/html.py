@@ -12,7 +12,7 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from servingbench.analysis.slo import breaches, observed_text
 from servingbench.outputs import findings
-from servingbench.outputs.figures import BREAKDOWN, CAPACITY, RenderedFigure
+from servingbench.outputs.figures import BREAKDOWN, CAPACITY, SWEEP, TIMESERIES, RenderedFigure
 from servingbench.results.schema import ModelInfo, Summary
 from servingbench.results.tables import METRICS, RESOURCE_METRICS, Grid, Table, grids, table_name, unsupported_notes
 from servingbench.usability.evidence import gather_evidence
@@ -45,7 +45,8 @@ def _model_sections(summary: Summary, tables: list[Table], figures: list[Rendere
         # the CI variant where a metric has one: it carries the same means
         shown = [by_name[name] for m in METRICS + RESOURCE_METRICS
                  if (name := table_name(grid.model, m, ci=m.estimate is not None)) in by_name]
-        embedded = {f: (f.kind.caption, _data_uri(f.png)) for f in figures if f.model == grid.model}
+        embedded = {f: (f.kind.caption, _data_uri(f.png)) for f in figures
+                    if f.model == grid.model and f.cell is None}
         sections.append(ModelSection(
             grid, info, findings.model_verdicts(grid), findings.breakdown_lines(grid, floor),
             unsupported_notes(summary, grid.model), shown,
@@ -101,7 +102,9 @@ def render_html(path: Path, summary: Summary, tables: list[Table], summary_table
         environment=_flatten(json.loads(environment)) if environment else [],
         sections=_model_sections(summary, tables, figures),
         summary_tables=summary_tables,
-        open_loop_figures=[(f.kind.caption, _data_uri(f.png)) for f in figures if f.kind is CAPACITY],
+        open_loop_figures=[(f.kind.caption, _data_uri(f.png)) for f in figures if f.kind in (CAPACITY, SWEEP)],
+        timeseries_caption=TIMESERIES.caption,
+        timeseries=[(f.cell.label, _data_uri(f.png)) for f in figures if f.kind is TIMESERIES and f.cell],
         scorecards=scorecards,
         score_rows=[(title, [card.rows()[i][1] for card in scorecards]) for i, title in enumerate(CRITERIA.values())],
         evidence=gather_evidence(summary, scorecards),

@@ -1,5 +1,5 @@
 """Tables of the MLPerf LoadGen scenarios: per model, each framework's scenarios as LoadGen measured them,
-and the capacity under the latency bound per model and framework."""
+its Server-scenario rate sweep, and the capacity under the latency bound per model and framework."""
 from __future__ import annotations
 
 from servingbench.results.schema import CellSummary, Summary
@@ -33,6 +33,41 @@ def _scenario_row(cell: CellSummary) -> list[str]:
             _verdicts(cell)]
 
 
+def bounded_latency_ms(cell: CellSummary) -> float | None:
+    """The latency at the bounded percentile as LoadGen measured it, mean across repetitions."""
+    found = [t.loadgen.bounded_latency_ms for t in cell.repetitions
+             if t.loadgen and t.loadgen.bounded_latency_ms is not None]
+    return sum(found) / len(found) if found else None
+
+
+def sweeps(summary: Summary) -> dict[str, list[CellSummary]]:
+    """Per model whose Server scenario ran at more than one rate: its Server cells, by framework then rate."""
+    found: dict[str, list[CellSummary]] = {}
+    for cell in summary.cells:
+        if cell.scenario == "server" and cell.target_qps:
+            found.setdefault(cell.model, []).append(cell)
+    frameworks = list(dict.fromkeys(c.framework for c in summary.cells))
+    return {model: sorted(cells, key=lambda c: (frameworks.index(c.framework), c.target_qps or 0))
+            for model, cells in found.items() if len({c.target_qps for c in cells}) > 1}
+
+
+def _sweep_table(model: str, cells: list[CellSummary]) -> Table:
+    percentile = next((f"p{c.latency_percentile:g}" for c in cells if c.latency_percentile), "bounded percentile")
+    rows = []
+    for cell in cells:
+        if cell.status in NOT_MEASURED:
+            rows.append([cell.framework, f"{cell.target_qps:g}", cell.status, "", "", "", ""])
+            continue
+        rows.append([cell.framework, f"{cell.target_qps:g}", _fmt(cell.throughput_rps.mean if cell.throughput_rps
+                                                                  else None),
+                     _fmt(cell.latency_ms.get("p50")), _fmt(bounded_latency_ms(cell)), _fmt(cell.latency_bound_ms),
+                     _verdicts(cell)])
+    return Table(f"{model}-server-sweep", f"LoadGen Server scenario of the {model} model at each offered rate "
+                 "(Poisson arrivals; means across repetitions)",
+                 ["Framework", "Offered (queries/s)", "Achieved (samples/s)", "p50 ms", f"{percentile} ms",
+                  "Bound ms", "LoadGen verdict"], rows)
+
+
 def _loadgen_cells(summary: Summary) -> list[CellSummary]:
     return [c for c in summary.cells if c.scenario not in ("closed", "capacity")]
 
@@ -46,6 +81,7 @@ def scenario_tables(summary: Summary) -> list[Table]:
         tables.append(Table(f"{model}-loadgen", f"MLPerf LoadGen scenarios of the {model} model (latency from "
                             "LoadGen's schedule, means across repetitions)", LOADGEN_HEADER, rows,
                             notes=unsupported_notes(summary, model)))
+    tables += [_sweep_table(model, cells) for model, cells in sweeps(summary).items()]
     capacity = [c for c in summary.cells if c.scenario == "capacity"]
     if capacity:
         frameworks = list(dict.fromkeys(c.framework for c in capacity))

@@ -167,6 +167,18 @@ class Capacity(BaseModel):
 CellStatus = Literal["ok", "unsupported", "failed", "running"]
 
 
+class PayloadCounts(BaseModel):
+    """One payload of `servingbench load`, over the requests its cell's repetitions sent in their windows."""
+
+    payload: str = Field(description="its file name, or line-<n> of a JSONL file")
+    body_bytes: int
+    bytes_out: float | None = Field(description="mean bytes sent per request as its engine recorded them: the "
+                                                "closed loop counts HTTP headers, LoadGen the body")
+    requests: int
+    failed: int
+    latency_ms: LatencyMs | None = Field(description="over its successful requests, all repetitions pooled")
+
+
 class GateVerdict(BaseModel):
     """One SLO gate (analysis/slo.py) held against one cell's results."""
 
@@ -182,6 +194,9 @@ class CellSummary(BaseModel):
     scenario: str = "closed"
     users: int = Field(description="closed-loop users; 0 for LoadGen scenarios")
     target_qps: float | None = None
+    latency_bound_ms: float | None = Field(None, description="LoadGen server: the bound its verdict held "
+                                                             "latency_percentile to")
+    latency_percentile: float | None = None
     status: CellStatus
     reason: str = ""
     correct: Correctness | None = None
@@ -198,6 +213,8 @@ class CellSummary(BaseModel):
                                                           "not inside latency_ms (done before timing)")
     capacity: Capacity | None = Field(None, description="scenario 'capacity': the search and its answer")
     slo: list[GateVerdict] = Field(default_factory=list, description="the SLO gates checked, on 'ok' cells")
+    payloads: list[PayloadCounts] = Field(default_factory=list, description="`servingbench load` with a payload: "
+                                                                            "requests and latency per payload")
 
     @property
     def label(self) -> str:
@@ -214,6 +231,21 @@ class CellSummary(BaseModel):
         if self.capacity:
             return f"capacity {self.capacity.bound}"
         return self.scenario
+
+    @property
+    def level_id(self) -> str:
+        """The load level in file names: "u10", "server-50qps", "offline", "capacity"."""
+        if self.scenario == "closed":
+            return f"u{self.users}"
+        if self.scenario == "server" and self.target_qps:
+            return f"server-{self.target_qps:g}qps"
+        return self.scenario
+
+    @property
+    def key(self) -> tuple[str, str, str, int, float | None]:
+        """What tells cells apart: framework, model, scenario and load level (users, a server rate)."""
+        rate = self.target_qps if self.scenario == "server" else None
+        return self.framework, self.model, self.scenario, self.users, rate
 
 
 class Deployment(BaseModel):
@@ -251,10 +283,9 @@ class Summary(BaseModel):
     cells: list[CellSummary] = Field(default_factory=list)
 
     def put_cell(self, cell: CellSummary) -> None:
-        """Insert or replace the cell with the same framework, model, scenario and load level."""
-        key = (cell.framework, cell.model, cell.scenario, cell.users)
+        """Insert or replace the cell with the same key (framework, model, scenario and load level)."""
         for i, old in enumerate(self.cells):
-            if (old.framework, old.model, old.scenario, old.users) == key:
+            if old.key == cell.key:
                 self.cells[i] = cell
                 return
         self.cells.append(cell)

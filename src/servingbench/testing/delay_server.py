@@ -6,13 +6,18 @@ a delay D, the true mean latency is D and the true throughput U/D. Run it with
 so failure counting can be checked too. `--concurrency C` serves at most C requests at a time (the
 rest wait in arrival order), so the server has a known capacity of C/D requests per second: each
 request is booked on the slot that frees first, from an exact schedule, so the event loop's
-wake-up jitter delays answers slightly but never stretches the service time.
+wake-up jitter delays answers slightly but never stretches the service time. `GET /metrics` is a
+Prometheus page counting every other request answered (`delay_server_requests_total`) and their time
+in the server (`delay_server_request_seconds`, a histogram), so metrics scraping can be checked against
+the requests the load engine recorded.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import heapq
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 RESPONSE_BODY = b"ok"
 
@@ -24,6 +29,22 @@ def _response(status: int, reason: bytes) -> bytes:
 
 OK = _response(200, b"OK")
 UNAVAILABLE = _response(503, b"Service Unavailable")
+
+
+class Metrics:
+    """The server's own Prometheus counters (a registry per server, not the process-global one)."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = Counter("delay_server_requests", "requests answered (metrics pages aside)",
+                                registry=self.registry)
+        self.seconds = Histogram("delay_server_request_seconds", "time from a request read to its answer",
+                                 registry=self.registry)
+
+    def page(self) -> bytes:
+        body = generate_latest(self.registry)
+        return (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: %d\r\n\r\n%s"
+                % (len(body), body))
 
 
 class Slots:
@@ -41,7 +62,8 @@ class Slots:
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float,
-                 slots: Slots | None) -> None:
+                 slots: Slots | None, metrics: Metrics) -> None:
+    loop = asyncio.get_running_loop()
     try:
         while True:
             head = await reader.readuntil(b"\r\n\r\n")
@@ -53,11 +75,16 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
                     length = int(value)
             if length:
                 await reader.readexactly(length)
+            if request_line.startswith(b"GET /metrics "):
+                writer.write(metrics.page())
+                continue
+            arrived = loop.time()
             if slots is not None:
-                loop = asyncio.get_running_loop()
-                await asyncio.sleep(slots.book(loop.time()) - loop.time())
+                await asyncio.sleep(slots.book(arrived) - loop.time())
             elif delay_s:
                 await asyncio.sleep(delay_s)
+            metrics.requests.inc()
+            metrics.seconds.observe(loop.time() - arrived)
             writer.write(UNAVAILABLE if b" /status/503 " in request_line else OK)
     except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
         pass
@@ -67,7 +94,8 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
 
 async def serve(port: int, delay_s: float, concurrency: int | None) -> None:
     slots = Slots(concurrency, delay_s) if concurrency else None
-    server = await asyncio.start_server(lambda r, w: handle(r, w, delay_s, slots), "127.0.0.1", port,
+    metrics = Metrics()
+    server = await asyncio.start_server(lambda r, w: handle(r, w, delay_s, slots, metrics), "127.0.0.1", port,
                                         backlog=1024)
     async with server:
         await server.serve_forever()
