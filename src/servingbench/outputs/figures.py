@@ -300,7 +300,9 @@ def _timeseries(fig: Figure, cell: CellSummary, trials: list[tuple[TrialSummary,
         color = cycle[i % len(cycle)]
         bins = _per_second(series)
         x = [b.second + 0.5 for b in bins]
-        axes[0].plot(x, [b.throughput_rps for b in bins], color=color, marker=".",
+        # The last second is cut short by the trial's end; its rate is of the answers still in flight, not of the load.
+        whole = [(xi, b.throughput_rps) for xi, b in zip(x, bins) if b.covered_s >= 1]
+        axes[0].plot([w[0] for w in whole], [w[1] for w in whole], color=color, marker=".",
                      label=f"rep {trial.repetition}" + (f" ({trial.target_qps:.3g}/s)" if trial.target_qps else ""))
         failed = [(xi, b.failed) for xi, b in zip(x, bins) if b.failed]
         if failed:
@@ -330,8 +332,9 @@ def _nan(value: float | None) -> float:
 
 
 TIMESERIES = FigureKind("timeseries", "Over time (1-second bins by completion): successful answers per second "
-                        "(red x: failures per second), p50 (solid) and p99 (dashed) latency, the server's CPU; "
-                        "one colour per repetition, the warm-up shaded.", _timeseries)
+                        "(red x: failures per second; the last, partial second only in the CSV), p50 (solid) and "
+                        "p99 (dashed) latency, the server's CPU; one colour per repetition, the warm-up shaded.",
+                        _timeseries)
 
 
 def _palette(summary: Summary) -> Palette:
