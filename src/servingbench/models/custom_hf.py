@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..errors import ServingbenchError
 from .base import LoadedModel, ModelSpec, Output, Sample, Score, Verdict, WeightsSource
 from .tasks import (
     FeatureExtractionSpec,
@@ -25,8 +24,7 @@ from .tasks import (
 # The zoo's task specs bring each task's default samples, output comparison and score.
 TASK_SPECS: dict[str, type[ModelSpec]] = {
     "image-classification": ImageClassificationSpec,
-    "automatic-speech-recognition": SpeechRecognitionSpec,
-    "speech-recognition": SpeechRecognitionSpec,
+    "speech-recognition": SpeechRecognitionSpec,  # the zoo's name for automatic-speech-recognition
     "summarization": SummarizationSpec,
     "text-classification": TextClassificationSpec,
     "feature-extraction": FeatureExtractionSpec,
@@ -154,6 +152,4 @@ def _processing(spec: HFTaskModel, network: Any, processor: Any) -> LoadedModel:
         return SpeechRecognizer(network, processor)
     if spec.task == "summarization":
         return Summarizer(network, processor, processor.model_max_length)
-    if spec.task == "feature-extraction":
-        return SentenceEmbedder(network, processor)
-    raise ServingbenchError(f"{spec.name}: no processing for task {spec.task}")
+    return SentenceEmbedder(network, processor)  # feature extraction

@@ -6,15 +6,14 @@ process rebuilds exactly the model the study built, whoever defined it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # The transformers pipeline names servingbench wraps; `speech-recognition` is the zoo's name for the second.
-HF_TASKS = ("image-classification", "automatic-speech-recognition", "speech-recognition", "summarization",
-            "text-classification", "feature-extraction")
 HFTask = Literal["image-classification", "automatic-speech-recognition", "speech-recognition", "summarization",
                  "text-classification", "feature-extraction"]
+HF_TASKS = get_args(HFTask)
 NETWORK_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript", ".onnx")
 
 
