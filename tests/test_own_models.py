@@ -11,6 +11,8 @@ import yaml
 
 from conftest import processes_mentioning, run_cli
 from own_models import PLUGIN, install_plugin, save_network_files, save_text_classifier
+from servingbench.adapters import get_adapter
+from servingbench.config import load_study
 from servingbench.errors import ServingbenchError
 from servingbench.models import ModelEntry, get_model
 from servingbench.models.samples import user_samples
@@ -38,6 +40,20 @@ def own_models_folder(tmp_path, monkeypatch) -> Path:
     return cwd
 
 
+def _served_correctly(cwd: Path, *options: str) -> dict:
+    """`servingbench run study.yaml` as README shows it; every cell measured and answering like the model."""
+    done = run_cli("run", "study.yaml", *options, cwd=cwd, timeout=1500)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    [out] = list((cwd / "results").iterdir())
+    summary = json.loads((out / "summary.json").read_text())
+    for cell in summary["cells"]:
+        assert cell["status"] == "ok" and cell["correct"]["ok"] is True, (cell["framework"], cell["model"],
+                                                                          cell["reason"], cell["correct"])
+        assert cell["failed"] == 0 and cell["requests"] > 0, (cell["framework"], cell["model"])
+    assert processes_mentioning(str(out)) == []
+    return summary
+
+
 def test_own_models_are_served_by_reference_torchserve_and_triton_with_correct_answers(own_models_folder):
     cwd = own_models_folder
     listed = run_cli("list", "study.yaml", cwd=cwd)
@@ -46,15 +62,9 @@ def test_own_models_are_served_by_reference_torchserve_and_triton_with_correct_a
                          ("byte-histogram", "plugin byte_histogram:ByteHistogram")]:
         assert any(name in line and origin in line for line in listed.stdout.splitlines()), listed.stdout
 
-    done = run_cli("run", "study.yaml", cwd=cwd, timeout=900)  # as README shows it: default results folder
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    summary = _served_correctly(cwd)  # default results folder
     [out] = list((cwd / "results").iterdir())
-    summary = json.loads((out / "summary.json").read_text())
-    cells = {(c["framework"], c["model"]): c for c in summary["cells"]}
-    assert len(cells) == 12
-    for key, cell in cells.items():
-        assert cell["status"] == "ok" and cell["correct"]["ok"] is True, (key, cell["reason"], cell["correct"])
-        assert cell["failed"] == 0 and cell["requests"] > 0, key
+    assert len({(c["framework"], c["model"]) for c in summary["cells"]}) == 12
     tasks = {m["name"]: m["task"] for m in summary["models"]}
     assert tasks == {"my-classifier": "text-classification", "my-torchscript": "bare-network",
                      "my-onnx": "bare-network", "byte-histogram": "text-classification"}
@@ -62,7 +72,16 @@ def test_own_models_are_served_by_reference_torchserve_and_triton_with_correct_a
     as_run = yaml.safe_load((out / "study.yaml").read_text())["models"]
     assert as_run[3] == "byte-histogram" and Path(as_run[0]["hf"]) == cwd / "classifier"
     assert Path(as_run[1]["network"]).is_absolute() and Path(as_run[1]["samples"]) == cwd / "nets" / "inputs.npz"
-    assert processes_mentioning(str(out)) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["fastapi", "rayserve", "bentoml", "litserve", "mlserver", "kserve", "mlflow"])
+def test_own_models_on_every_python_framework(own_models_folder, framework):
+    available = get_adapter(framework, load_study("smoke")).availability()
+    if not available.ok:
+        pytest.skip(available.reason)
+    summary = _served_correctly(own_models_folder, "--frameworks", framework)
+    assert len(summary["cells"]) == len(OWN_MODELS)
 
 
 def test_a_models_own_samples_and_a_python_file_model(tmp_path):
