@@ -2,6 +2,7 @@
 entry point and a Python file, served by the reference server, TorchServe and Triton with correct answers."""
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_a_models_own_samples_and_a_python_file_model(tmp_path):
         ("reviews-1", b"great service"), ("reviews-3", b"slow answers")]
     stacked = tmp_path / "batch.npy"
     np.save(stacked, np.arange(6, dtype="int64").reshape(3, 2))
-    arrays = [np.load(__import__("io").BytesIO(s.data)) for s in user_samples(stacked, "bare-network")]
+    arrays = [np.load(io.BytesIO(s.data)) for s in user_samples(stacked, "bare-network")]
     assert [a.tolist() for a in arrays] == [[[0, 1]], [[2, 3]], [[4, 5]]]
 
     # `python: file.py:Class`: the model class from a file, named as the study names it.

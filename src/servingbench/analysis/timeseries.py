@@ -7,7 +7,6 @@ completed in it) and a measure row, so the measured rows add up to the requests 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
+
+from servingbench.analysis.stats import latency_summary
 
 BIN_NS = 1_000_000_000
 WARMUP, MEASURE = "warmup", "measure"
@@ -69,10 +70,11 @@ def bin_trial(records: pa.Table, telemetry: pa.Table | None = None) -> TrialSeri
         for is_measure in phases:
             rows = groups.get((s, is_measure), np.empty(0, dtype=int))
             answered = latency_ms[rows[ok[rows]]]
-            p50, p99 = np.percentile(answered, (50, 99)) if answered.size else (None, None)
+            latency = latency_summary(answered)  # the statistics of every table, per second
             good = int(answered.size)
             bins.append(TimeBin(s, MEASURE if is_measure else WARMUP, int(rows.size), good, int(rows.size) - good,
-                                good / covered_s, _float(p50), _float(p99), cpu.get(s), covered_s))
+                                good / covered_s, latency.p50 if latency else None,
+                                latency.p99 if latency else None, cpu.get(s), covered_s))
     warmup_end_s = (measure_start_ns - start_ns) / 1e9 if measure_start_ns is not None else \
         (int(second.max()) + 1) * BIN_NS / 1e9
     return TrialSeries(bins, warmup_end_s)
@@ -94,10 +96,6 @@ def _cpu_per_second(telemetry: pa.Table | None, start_ns: int) -> dict[int, floa
     known = ~np.isnan(cpu) & (t_ns >= start_ns)
     seconds = ((t_ns[known] - start_ns) // BIN_NS).astype(int)
     return {int(s): float(cpu[known][seconds == s].mean()) for s in np.unique(seconds)}
-
-
-def _float(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) else float(value)
 
 
 def read_trial_series(records_path: Path, telemetry_path: Path | None) -> TrialSeries:
