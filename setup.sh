@@ -24,7 +24,7 @@ PYTHON=${PYTHON:-python3}
 # The CPU build of torch first, so nothing below pulls a CUDA build (several GB).
 # Elsewhere, set PIP_EXTRA_INDEX_URL to PyTorch's CPU wheel index before running this script.
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[test,models,torchserve,triton,tensorflow,fastapi,rayserve,bentoml,litserve]"
+.venv/bin/python -m pip install -q -e ".[test,models,torchserve,triton,tensorflow,fastapi,rayserve,bentoml,litserve,tune]"
 # tf-keras (needed by onnx2tf) and TF Serving's gRPC messages both depend on the full `tensorflow`
 # package, which would install a second copy of TensorFlow over tensorflow-cpu: no deps for them.
 .venv/bin/python -m pip install -q --no-deps "tf-keras==2.21.*" "tensorflow-serving-api==2.21.*"

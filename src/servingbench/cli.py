@@ -14,7 +14,14 @@ from rich.markup import escape
 from rich.table import Table
 
 import servingbench
-from servingbench.config import LOADGEN_SCENARIOS, EndpointSettings, load_settings, load_study, preset_names
+from servingbench.config import (
+    LOADGEN_SCENARIOS,
+    EndpointSettings,
+    TuneSettings,
+    load_settings,
+    load_study,
+    preset_names,
+)
 from servingbench.errors import ServerStartError, ServingbenchError, missing_models_extra
 
 EXIT_OK = 0
@@ -184,6 +191,8 @@ def run(study, out, frameworks, models, scenarios, users, repetitions, duration,
         **_load_overrides(scenarios, users, repetitions, duration, warmup, until_stable, max_duration, target_qps,
                           latency_bound_ms, percentile, find_capacity, slo),
     })
+    if resolved.tune is not None:  # the study asks for tuning
+        return _run_tune(resolved, out)
     display = Display()
     runner = StudyRunner(resolved, out or default_results_dir(), display)
     display.stage(f"study '{resolved.name}' → {runner.results.path}")
@@ -196,17 +205,92 @@ def run(study, out, frameworks, models, scenarios, users, repetitions, duration,
     _finish(summary, display, runner.results.path)
 
 
+def _run_tune(resolved, out: Path | None) -> None:
+    """Tune every framework x model of a resolved study (`servingbench tune`, or `run` of a study with `tune:`)."""
+    from servingbench.display import Display
+    from servingbench.results.store import default_results_dir
+    from servingbench.tune.runner import TuneRunner
+
+    display = Display()
+    runner = TuneRunner(resolved, out or default_results_dir(), display)
+    display.stage(f"tuning '{resolved.name}' for the most throughput at {runner.bound} → {runner.results.path}")
+    try:
+        summary = runner.run()
+    except KeyboardInterrupt:
+        runner.interrupted()
+        display.console.print(f"interrupted: what finished is in {runner.results.path}")
+        raise
+    display.tune_final(summary)
+    display.console.print(f"results: {runner.results.path} (tables in {runner.results.path / 'tables'})")
+    failed = [r for r in summary.results if r.status == "failed"]
+    for result in failed:
+        display.console.print(f"[red]failed:[/] {result.framework} / {result.model}: {result.reason}", highlight=False)
+    if failed:
+        raise click.exceptions.Exit(EXIT_FAILED)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("study", required=False)
+@click.option("--out", type=click.Path(path_type=Path), help="results folder (default results/<timestamp>)")
+@click.option("--frameworks", callback=_name_list, help="comma-separated, e.g. torchserve,triton")
+@click.option("--models", callback=_name_list, help="comma-separated, e.g. resnet50,efficientnet-lite0")
+@click.option("--size", type=click.Choice(["tiny", "real"]), help="model size")
+@click.option("--weights", help="random | pretrained | a local model directory")
+@click.option("--latency-bound-ms", type=click.FloatRange(min=0, min_open=True),
+              help="the bound the percentile must stay under (default: the study's load.latency_bound_ms)")
+@click.option("--percentile", type=click.Choice(["50", "90", "95", "99"]), help="the percentile held to the bound")
+@click.option("--budget-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="search time per framework x model (default 10); the re-measure comes on top")
+@click.option("--search", type=click.Choice(["auto", "grid", "optuna"]),
+              help="grid, Optuna's TPE, or auto: grid up to 12 candidates")
+@click.option("--knobs", callback=_name_list, help="only these settings, e.g. workers,threads,batch_size")
+@click.option("--users", callback=_int_list, help="the sweep's closed-loop levels (default 1,2,4,...,64)")
+@click.option("--repetitions", type=click.IntRange(min=1), help="trials of the default and the winner's re-measure")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="seconds measured per trial")
+@click.option("--warmup", type=click.FloatRange(min=0), help="seconds of warm-up before each trial")
+@click.option("--min-queries", type=click.IntRange(min=1),
+              help="LoadGen's minimum queries in the confirming Server run (default: enough to certify the "
+                   "percentile)")
+@click.option("--price-per-core-hour", type=click.FloatRange(min=0), help="for the cost per million requests")
+@click.option("--price-per-gpu-hour", type=click.FloatRange(min=0), help="for the cost per million requests")
+def tune(study, out, frameworks, models, size, weights, latency_bound_ms, percentile, budget_minutes, search, knobs,
+         users, repetitions, duration, warmup, min_queries, price_per_core_hour, price_per_gpu_hour) -> None:
+    """Find each framework's best settings for each model of a STUDY (preset or YAML): the most throughput whose
+    percentile latency stays under the bound, default vs tuned re-measured, cost per request."""
+    resolved = load_study(study, {
+        "frameworks": frameworks, "models": models, "size": size, "weights": weights,
+        "load.latency_bound_ms": latency_bound_ms, "load.latency_percentile": percentile and float(percentile),
+        "load.repetitions": repetitions, "load.duration_s": duration, "load.warmup_s": warmup,
+        "load.min_query_count": min_queries, "tune.budget_minutes": budget_minutes, "tune.search": search,
+        "tune.knobs": knobs, "tune.users": users, "tune.price_per_core_hour": price_per_core_hour,
+        "tune.price_per_gpu_hour": price_per_gpu_hour,
+    })
+    if resolved.tune is None:  # a study without a tune: section takes the defaults
+        resolved = resolved.model_copy(update={"tune": TuneSettings()})
+    _run_tune(resolved, out)
+
+
 @cli.command()
 @click.argument("directory", type=click.Path(path_type=Path))
 def report(directory: Path) -> None:
-    """Re-render tables, figures and report.html from a saved results DIRECTORY."""
+    """Re-render tables, figures and report.html from a saved results DIRECTORY (a tune folder's tune.json:
+    its tables, Pareto figures and tune-report.html)."""
     from servingbench.display import Display
     from servingbench.outputs.render import REPORT, render_outputs
-    from servingbench.results.store import load_summary
+    from servingbench.outputs.tune_outputs import TUNE_REPORT, render_tune_outputs
+    from servingbench.results.store import SUMMARY, load_summary
+    from servingbench.results.tune_store import TUNE_FILE
 
-    written = render_outputs(directory)
-    Display(Console()).final(load_summary(directory))
-    click.echo(f"wrote {len(written)} files (tables/, figures/); open {directory / REPORT}")
+    written, pages = [], []
+    tune = (directory / TUNE_FILE).is_file()
+    if tune:
+        written += render_tune_outputs(directory)
+        pages.append(directory / TUNE_REPORT)
+    if not tune or (directory / SUMMARY).is_file():  # neither file: render_outputs says what is missing
+        written += render_outputs(directory)
+        Display(Console()).final(load_summary(directory))
+        pages.append(directory / REPORT)
+    click.echo(f"wrote {len(written)} files (tables/, figures/); open {' and '.join(map(str, pages))}")
 
 
 def _percent(ctx, param, value: str | None) -> float | None:

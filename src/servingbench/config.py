@@ -113,6 +113,34 @@ class EndpointSettings(_Strict):
                                                       "its counters' and histograms' deltas go to server_metrics")
 
 
+TUNE_USERS = [1, 2, 4, 8, 16, 32, 64]  # Model Analyzer's doubling concurrency sweep
+SEARCHES = ("auto", "grid", "optuna")
+
+
+class TuneSettings(_Strict):
+    """`servingbench tune`: search each framework's settings for the highest throughput whose
+    `load.latency_percentile` stays under `load.latency_bound_ms`. Each sweep step is one closed-loop trial of
+    `load.duration_s` after `load.warmup_s`; default and winner are re-measured `load.repetitions` times."""
+
+    budget_minutes: float = Field(10.0, gt=0, description="per framework x model: no candidate starts that would "
+                                                          "end past it (the default and the re-measure come on top)")
+    search: Literal["auto", "grid", "optuna"] = Field("auto", description="auto: grid up to 12 candidates, then "
+                                                                         "Optuna's TPE")
+    knobs: list[str] | None = Field(None, description="the settings to search by name (workers, threads, runtime, "
+                                                      "batch_size, ...); default: all a framework declares")
+    users: list[int] = Field(default_factory=lambda: list(TUNE_USERS),
+                             description="the closed-loop levels of each candidate's sweep, in order")
+    price_per_core_hour: float | None = Field(None, ge=0)
+    price_per_gpu_hour: float | None = Field(None, ge=0)
+
+    @field_validator("users")
+    @classmethod
+    def _rising_users(cls, users: list[int]) -> list[int]:
+        if not users or any(u < 1 for u in users) or users != sorted(set(users)):
+            raise ValueError("must be rising positive user counts, e.g. [1, 2, 4, 8]")
+        return users
+
+
 class Study(_Strict):
     name: str = "custom"
     frameworks: list[str] = Field(default_factory=lambda: ["reference"])
@@ -130,6 +158,8 @@ class Study(_Strict):
     endpoint: EndpointSettings | None = None
     slo: list[str] = Field(default_factory=list, description="SLO gates every measured cell must pass, e.g. "
                                                              "p99_ms<=200, throughput_rps>=50, loadgen=valid")
+    tune: TuneSettings | None = Field(None, description="present: `servingbench run` tunes each framework's "
+                                                        "settings (as `servingbench tune` does) instead")
 
     @field_validator("frameworks", "models")
     @classmethod
@@ -213,18 +243,29 @@ def load_study(name_or_path: str | None, overrides: dict[str, Any] | None = None
     else:
         raise ServingbenchError(
             f"unknown study '{name_or_path}': not a file; presets are {', '.join(preset_names())}")
-    for dotted, value in (overrides or {}).items():
+    overrides = dict(overrides or {})
+    if overrides.get("models") is not None:  # a name the study defines picks that definition
+        defined = {m["name"]: m for m in data.get("models") or [] if isinstance(m, dict) and "name" in m}
+        overrides["models"] = [defined.get(name, name) for name in overrides["models"]]
+    return _validate(with_values(data, overrides), origin)
+
+
+def with_values(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """`data` with dotted keys (e.g. "load.users", "server.options.triton.max_batch_size") set; None leaves a key."""
+    for dotted, value in values.items():
         if value is None:
             continue
-        if dotted == "models":  # a name the study defines picks that definition, others are registered names
-            defined = {m["name"]: m for m in data.get("models") or [] if isinstance(m, dict) and "name" in m}
-            value = [defined.get(name, name) for name in value]
         target = data
         *parents, leaf = dotted.split(".")
         for key in parents:
             target = target.setdefault(key, {})
         target[leaf] = value
-    return _validate(data, origin)
+    return data
+
+
+def with_settings(study: Study, settings: dict[str, Any], origin: str = "settings") -> Study:
+    """The study with dotted-key settings applied, validated again (a tuning candidate's study)."""
+    return _validate(with_values(study.model_dump(mode="json"), settings), origin)
 
 
 def load_settings(values: dict[str, Any], origin: str = "load options") -> LoadSettings:

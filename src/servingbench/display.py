@@ -11,6 +11,7 @@ from rich.table import Table
 
 from servingbench.analysis.slo import observed_text
 from servingbench.results.schema import CellSummary, GateVerdict, Summary, TrialSummary
+from servingbench.results.tune_schema import Confirmation, TuneSummary
 
 TrialProgress = Callable[[dict], None]
 
@@ -77,6 +78,31 @@ class Display:
         if info:
             self.console.print("in-process latency (the floor for any server): " + ", ".join(
                 f"{m.name} p50 {m.inprocess_latency_ms.p50:.1f} ms" for m in info), highlight=False)
+
+    def tune_final(self, summary: TuneSummary) -> None:
+        """Per model: default vs tuned throughput at the bound, the winning settings and the gain."""
+        bound = f"p{summary.percentile:g} ≤ {summary.latency_bound_ms:g} ms"
+        for model in dict.fromkeys(r.model for r in summary.results):
+            table = Table(title=f"{model}: req/s at {bound}, default vs tuned", title_justify="left")
+            for column in ("framework", "default", "tuned", "gain", "settings"):
+                table.add_column(column, justify="left" if column in ("framework", "settings") else "right")
+            for result in (r for r in summary.results if r.model == model):
+                if result.status != "ok":
+                    table.add_row(result.framework, result.status, "", "", result.reason[:80])
+                    continue
+                winner = next(c for c in result.candidates if c.id == result.winner)
+                table.add_row(result.framework, _estimate_text(result.default), _estimate_text(result.tuned),
+                              "-" if result.gain_pct is None else f"{result.gain_pct:+.0f}%",
+                              " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in winner.settings.items()) or "default")
+            self.console.print(table)
+
+
+def _estimate_text(confirmation: Confirmation | None) -> str:
+    estimate = confirmation.throughput_rps if confirmation else None
+    if estimate is None or estimate.mean is None:
+        return "-"
+    ci = f" ±{(estimate.ci95_high - estimate.mean):.2f}" if estimate.ci95_high is not None else ""
+    return f"{estimate.mean:.2f}{ci}"
 
 
 def _verdict_text(verdict: GateVerdict) -> str:

@@ -6,15 +6,17 @@ The launcher, load engines, statistics and reports are shared and never branch o
 """
 from __future__ import annotations
 
+import shlex
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import numpy as np
 
-from servingbench.config import Study
+from servingbench.adapters.written_config import ServableConfig, written_files
+from servingbench.config import ServerSettings, Study
 from servingbench.errors import ServingbenchError
 from servingbench.launch.contracts import LaunchSpec, Ports
 from servingbench.load.contracts import PreparedRequest
@@ -41,6 +43,54 @@ class Artifact:
     runtime: str = ""  # what runs the network inside the server (eager, torchscript, onnxruntime, a backend)
 
 
+@dataclass(frozen=True)
+class Host:
+    """What a configuration may use: CPU cores and GPUs (the tuner never asks for more)."""
+
+    cores: int
+    gpus: int = 0
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One setting `servingbench tune` may change: a dotted study key and the values worth trying here."""
+
+    name: str  # short, for --knobs and labels: workers, threads, runtime, batch_size, batch_delay_ms, ...
+    key: str  # e.g. "server.workers", "server.options.torchserve.batch_size"
+    values: tuple[Any, ...]  # the first is the "off" value that `needs` refers to
+    uses_cores: bool = False  # knobs that each multiply the cores used: their product must fit the host
+    needs: str | None = None  # another knob's name: this one matters only when that one is not at its first value
+
+
+def powers_of_two_up_to(limit: int) -> tuple[int, ...]:
+    """1, 2, 4, ... up to `limit`, and `limit` itself."""
+    values = [1]
+    while values[-1] * 2 <= limit:
+        values.append(values[-1] * 2)
+    return tuple(dict.fromkeys([*values, max(1, limit)]))
+
+
+def core_knobs(host: Host, workers: bool = True) -> list[Knob]:
+    """`server.workers` (model copies serving in parallel) and `server.threads` (intra-op threads each), sized so
+    that workers x threads never exceeds the host's cores."""
+    spread = powers_of_two_up_to(host.cores)
+    threads = Knob("threads", "server.threads", spread, uses_cores=True)
+    return [Knob("workers", "server.workers", spread, uses_cores=True), threads] if workers else [threads]
+
+
+def runtime_knob() -> Knob:
+    """`server.runtime`: what runs the network of servingbench's served-model folder (the Python frameworks,
+    TorchServe, Triton's python backend); the study's default first."""
+    field_ = ServerSettings.model_fields["runtime"]
+    return Knob("runtime", "server.runtime", (field_.default, *(r for r in get_args(field_.annotation)
+                                                                  if r != field_.default)))
+
+
+# Batching as tune tries it, in every framework: a few batch sizes besides the framework's "off" value, and a
+# few waits for a batch to fill (short: a closed loop of a few users never fills a batch that waits long).
+BATCH_SIZES = (4, 8)
+BATCH_DELAYS_MS = (5, 20)
+DELAY_UNITS = {"ms": 1, "us": 1000, "s": 0.001}  # per millisecond
 class ClientSideProcessing:
     """For frameworks that serve only the network (Triton, TF Serving, as in the study): the client runs
     the model's preprocessing before timing starts (measured apart) and its postprocessing on answers."""
@@ -86,6 +136,48 @@ class Adapter(ABC):
     @abstractmethod
     def availability(self) -> Availability:
         """Installed here? Checked before any packaging so a missing piece fails early and clearly."""
+
+    def knobs(self, host: Host) -> list[Knob]:
+        """The settings `servingbench tune` searches for this framework, sized to `host`; none unless declared."""
+        return []
+
+    def option_knob(self, name: str, option: str, values: tuple[Any, ...], **kwargs: Any) -> Knob:
+        """A knob over one of this framework's `server.options` entries."""
+        assert option in self.option_defaults, option
+        return Knob(name, f"server.options.{self.name}.{option}", values, **kwargs)
+
+    def batching_knobs(self, size_option: str, off: int, delay_option: str, unit: str,
+                       sizes: tuple[int, ...] = BATCH_SIZES) -> list[Knob]:
+        """The batch size option (`off` first: no batching) and the wait for a batch to fill, which matters only
+        with batching on, in the option's unit ("ms", "us" or "s"); none when no size is worth trying."""
+        if not sizes:
+            return []
+        return [self.option_knob("batch_size", size_option, (off, *sizes)),
+                self.batch_delay_knob(delay_option, unit, needs="batch_size")]
+
+    def batch_delay_knob(self, option: str, unit: str, needs: str) -> Knob:
+        delays = tuple(ms * DELAY_UNITS[unit] for ms in BATCH_DELAYS_MS)
+        return self.option_knob(f"batch_delay_{unit}", option, delays, needs=needs)
+
+    def write_config(self, artifact: Artifact, launch: LaunchSpec, run_dir: Path, target: Path) -> ServableConfig:
+        """The deployment launched from (artifact, launch, run_dir), still up, written under the empty folder
+        `target` in the framework's own format, with the command that serves it from there.
+
+        By default `serve.sh`: the launch's command line and environment, run in the run folder. That is the
+        whole configuration of frameworks that serve servingbench's generated app (the artifact and the files
+        the launch wrote stay in the run folder); the server's scratch folders, removed after a run, are made
+        again."""
+        if launch.argv is None:
+            raise ServingbenchError(f"{self.name}: nothing was launched, so there is no configuration to write")
+        lines = ["#!/bin/sh", f"# {self.name} serving {artifact.model}, as servingbench launched it",
+                 f"cd {shlex.quote(str(launch.cwd or run_dir))} || exit 1",
+                 *(f"mkdir -p {shlex.quote(str(scratch))}" for scratch in launch.scratch_dirs),
+                 *(f"export {name}={shlex.quote(value)}" for name, value in launch.env.items()),
+                 f"exec {shlex.join(launch.argv)}"]
+        script = target / "serve.sh"
+        script.write_text("\n".join(lines) + "\n")
+        script.chmod(0o755)
+        return ServableConfig(written_files(target), "sh serve.sh")
 
     def unsupported_reason(self, model: ModelSpec) -> str | None:
         """None when this framework can serve the model, else why not (the cell becomes 'unsupported')."""

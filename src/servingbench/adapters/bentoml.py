@@ -10,6 +10,9 @@ default, for no limit), timeout_s (`traffic.timeout`, seconds), batching (adapti
 default as in BentoML) with max_batch_size and max_latency_ms (the batchable API's; BentoML's defaults
 100 and 60000). Batching takes a second service: see bentoml_service.py. BentoML's home (its stores
 and Prometheus files) is in the run folder, its temp files in a scratch folder, usage tracking off.
+`servingbench tune` searches workers, threads, runtime, api_threads (workers x threads x api_threads
+within the host's cores), batching and, with it on, max_batch_size; not max_latency_ms (a bound past
+which BentoML refuses requests, not a wait) nor the limits max_concurrency and timeout_s.
 
 Server-side time from BentoML's own Prometheus metrics at /metrics (same port, all workers summed):
 `bentoml_service_request_total` and `bentoml_service_request_duration_seconds` (a histogram) of the
@@ -23,7 +26,7 @@ from pathlib import Path
 
 import yaml
 
-from servingbench.adapters.base import Artifact
+from servingbench.adapters.base import BATCH_SIZES, Artifact, Host, Knob, powers_of_two_up_to
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
 from servingbench.adapters.python_framework import PythonFrameworkAdapter
 from servingbench.launch.contracts import LaunchSpec, Ports
@@ -41,6 +44,13 @@ class BentoMLAdapter(PythonFrameworkAdapter):
     server_packages = ("bentoml",)
     option_defaults = {"api_threads": 1, "max_concurrency": None, "timeout_s": 60, "batching": False,
                        "max_batch_size": 100, "max_latency_ms": 60000}
+
+    def knobs(self, host: Host) -> list[Knob]:
+        # Each of a worker's api_threads runs the model with server.threads torch threads.
+        return [*super().knobs(host),
+                self.option_knob("api_threads", "api_threads", powers_of_two_up_to(host.cores), uses_cores=True),
+                self.option_knob("batching", "batching", (False, True)),
+                self.option_knob("batch_size", "max_batch_size", BATCH_SIZES, needs="batching")]
 
     def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
         s = self.settings

@@ -2,7 +2,8 @@
 
 The same served model, samples and wire format as every Python framework; the server is an ASGI app
 in uvicorn with `server.workers` processes, each with its own model. The app is `fastapi_app.py`. It
-has no server-side counters, as such a service usually has none.
+has no server-side counters, as such a service usually has none. `servingbench tune` searches
+`server.workers`, `server.threads` and `server.runtime` (it has no options of its own).
 """
 from __future__ import annotations
 

@@ -5,7 +5,8 @@ Study settings that reach it: `server.workers` (ModelServer's `--workers`; above
 processes that each load their own model, beside the parent's, which KServe's pattern loads before it
 starts), `server.threads` and `server.runtime` (through the served-model folder). The model's predict
 is synchronous, as in KServe's examples, so each process answers one request at a time.
-`server.options.kserve`: protocol, the request format:
+`servingbench tune` searches workers, threads and runtime (not the protocol, which is the client's
+choice). `server.options.kserve`: protocol, the request format:
   v1  POST /v1/models/<name>:predict, {"instances": [{"b64": ...}]}, KServe's V1 protocol with bytes
       base64-encoded as it documents;
   v2  POST /v2/models/<name>/infer, the Open Inference Protocol in JSON, the sample a base64 BYTES

@@ -6,7 +6,8 @@ uvicorn processes), `server.threads` and `server.runtime` (through the served-mo
 `server.options.litserve`: max_batch_size (LitAPI's, 1: no batching) and batch_timeout_s (LitAPI's
 `batch_timeout`: how long a batch waits to fill), timeout_s (LitServer's `timeout`: a request waiting
 longer gets 504). A bad input fails its request with 400, and with batching on, the whole batch it
-came in, as LitServe fails a batch whose predict raises.
+came in, as LitServe fails a batch whose predict raises. `servingbench tune` searches workers, threads,
+runtime, max_batch_size and batch_timeout_s (not timeout_s, a limit rather than a setting to tune).
 
 Requests carry the sample's raw bytes like every framework's: LitServe would read the body as JSON,
 but its decode_request takes it as `bytes` (see litserve_app.py). LitServe has no server-side
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from servingbench.adapters.base import Artifact
+from servingbench.adapters.base import Artifact, Host, Knob
 from servingbench.adapters.python_framework import PythonFrameworkAdapter
 from servingbench.launch.contracts import LaunchSpec, Ports
 from servingbench.launch.scratch import scratch_dir
@@ -27,6 +28,9 @@ class LitServeAdapter(PythonFrameworkAdapter):
     description = "Lightning AI LitServe (a LitAPI run by LitServer)"
     server_packages = ("litserve",)
     option_defaults = {"max_batch_size": 1, "batch_timeout_s": 0.0, "timeout_s": 30.0}
+
+    def knobs(self, host: Host) -> list[Knob]:
+        return [*super().knobs(host), *self.batching_knobs("max_batch_size", 1, "batch_timeout_s", "s")]
 
     def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
         s = self.settings

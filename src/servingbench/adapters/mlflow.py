@@ -9,8 +9,9 @@ binary data; the answer is `{"predictions": [<task output>]}`.
 Configured: loopback only (`-h 127.0.0.1`); MLflow's tracking store and temp files in the run folder;
 its usage telemetry off; uvicorn's access log off (as in the fastapi baseline). MLflow's pins
 (pyarrow<26, python-dateutil<3 through graphene) would downgrade the main environment, so it runs
-from a layered one (`servingbench install mlflow`). No `server.options.mlflow` keys. The scoring
-server has no metrics endpoint, so there are no server-side counters.
+from a layered one (`servingbench install mlflow`). No `server.options.mlflow` keys: `servingbench tune`
+searches `server.workers`, `server.threads` and `server.runtime`. The scoring server has no metrics
+endpoint, so there are no server-side counters.
 """
 from __future__ import annotations
 

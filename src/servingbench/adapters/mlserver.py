@@ -7,8 +7,9 @@ gRPC listens on through an IPv4-mapped IPv6 socket, ::ffff:127.0.0.1;
 and environments folders) and <model>/model-settings.json (the runtime, the served-model folder as
 `parameters.uri`, adaptive batching). `server.threads` and `server.runtime` reach the model through
 the served-model folder. `server.options.mlserver`: max_batch_size and max_batch_time (seconds),
-MLServer's adaptive batching, off (0) by default as in MLServer. Requests are Open Inference Protocol
-(V2) JSON: the sample's bytes as a base64 BYTES input; MLServer's REST API has no binary extension.
+MLServer's adaptive batching, off (0) by default as in MLServer. `servingbench tune` searches workers,
+threads, runtime and both batching options. Requests are Open Inference Protocol (V2) JSON: the
+sample's bytes as a base64 BYTES input; MLServer's REST API has no binary extension.
 
 MLServer's pins (fastapi<0.116, starlette<0.47) conflict with servingbench's, so it runs from a
 layered environment (`servingbench install mlserver`), with an older uvloop than servingbench's.
@@ -26,7 +27,7 @@ import json
 from pathlib import Path
 
 from servingbench.adapters import kserve_v2
-from servingbench.adapters.base import Artifact
+from servingbench.adapters.base import Artifact, Host, Knob
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
 from servingbench.adapters.python_framework import PythonFrameworkAdapter
 from servingbench.launch.contracts import LaunchSpec, Ports
@@ -50,6 +51,10 @@ class MLServerAdapter(PythonFrameworkAdapter):
     # uvloop 0.22 no longer makes a loop in get_event_loop(), which MLServer's workers call at start.
     venv_requirements = ("mlserver==1.7.1", "uvloop<0.22")
     option_defaults = {"max_batch_size": 0, "max_batch_time": 0.0}
+
+    def knobs(self, host: Host) -> list[Knob]:
+        # MLServer batches when max_batch_size > 1 and max_batch_time > 0.
+        return [*super().knobs(host), *self.batching_knobs("max_batch_size", 0, "max_batch_time", "s")]
 
     def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
         folder = run_dir / "mlserver"

@@ -5,6 +5,9 @@ served-model folder (`served_model.py`) in the study's `server.runtime`, with th
 postprocessing server side, so they differ only in what the framework adds around the same model. A
 subclass names its server packages, its environment (the main one, or a layered one for conflicting
 pins) and describes its launch; requests default to the sample's wire bytes at `predict_path`.
+
+`servingbench tune` searches every one's `server.workers` and `server.threads` (their product within the
+host's cores) and `server.runtime`; a subclass adds its own options' knobs (batching, ...).
 """
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import ClassVar
 
-from servingbench.adapters.base import Adapter, Artifact, Availability
+from servingbench.adapters.base import Adapter, Artifact, Availability, Host, Knob, core_knobs, runtime_knob
 from servingbench.adapters.served_model import write_served_model
 from servingbench.launch.venvs import installed_versions, venv_dir, venv_python
 from servingbench.load.contracts import PreparedRequest
@@ -50,6 +53,9 @@ class PythonFrameworkAdapter(Adapter):
             return Availability(False, f"{' and '.join(missing)} not installed: pip install -e '.[{self.name}]' "
                                        "(./setup.sh does)")
         return Availability(True, details={**{p: version(p) for p in self.server_packages}, "environment": "main"})
+
+    def knobs(self, host: Host) -> list[Knob]:
+        return [*core_knobs(host), runtime_knob()]
 
     def package(self, model: ModelSpec, loaded: LoadedModel, workdir: Path) -> Artifact:
         directory = workdir / "model"

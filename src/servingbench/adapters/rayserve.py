@@ -6,7 +6,9 @@ that reach it: `server.workers` (num_replicas), `server.threads` (torch threads 
 `server.runtime`; `server.options.rayserve`: max_ongoing_requests (requests a replica takes at once;
 Ray's default 5), max_batch_size (Serve's dynamic batching, `@serve.batch`; 1, the default, is off) and
 batch_wait_timeout_s (how long a batch waits to fill; Serve's default 0.01). Batches only fill up to
-max_ongoing_requests per replica, so raise both together.
+max_ongoing_requests per replica, so raise both together. `servingbench tune` searches replicas
+(workers), threads, runtime, max_batch_size up to the study's max_ongoing_requests, and
+batch_wait_timeout_s; `write_config` writes the tuned deployment as a Serve config file (`serve run`).
 
 Server-side time comes from Ray's own Prometheus metrics (see METRICS), exported by Ray's metrics agent
 a second or two late: scrape_metrics reads them once they have settled.
@@ -16,14 +18,19 @@ from __future__ import annotations
 import secrets
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from servingbench.adapters.base import Artifact
+import yaml
+
+from servingbench.adapters.base import BATCH_SIZES, Artifact, Host, Knob
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
 from servingbench.adapters.python_framework import PythonFrameworkAdapter
+from servingbench.adapters.written_config import ServableConfig, place, written_files
 from servingbench.launch.contracts import LaunchSpec, Ports
 from servingbench.launch.scratch import scratch_dir
 
 APP_NAME = "servingbench"  # the Serve application's name, a label on its metrics
+SERVE_CONFIG = "serve_config.yaml"
 # Ray's metrics, in servingbench's names (see Adapter.scrape_metrics); sums in milliseconds. The proxy sees
 # a request from arrival to answer (server time), the replica only the deployment's own call (inference);
 # the difference is Serve's (proxy, routing, waiting for a free replica slot, transfer): the queue time.
@@ -45,6 +52,11 @@ class RayServeAdapter(PythonFrameworkAdapter):
     description = "Ray Serve: the model in a Serve deployment, Serve's HTTP proxy in front (private local Ray)"
     server_packages = ("ray",)
     option_defaults = {"max_ongoing_requests": 5, "max_batch_size": 1, "batch_wait_timeout_s": 0.01}
+
+    def knobs(self, host: Host) -> list[Knob]:
+        sizes = tuple(size for size in BATCH_SIZES if size <= self.settings["max_ongoing_requests"])
+        return [*super().knobs(host),
+                *self.batching_knobs("max_batch_size", 1, "batch_wait_timeout_s", "s", sizes)]
 
     def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
         scratch = scratch_dir("ray", run_dir)  # Ray's temp folder: its session, logs and Unix sockets
@@ -69,6 +81,27 @@ class RayServeAdapter(PythonFrameworkAdapter):
         # /health answers from a replica, and says RUNNING once Serve has every replica up (model loaded).
         return LaunchSpec(base_url=base, ready_url=f"{base}/health", ready_body='"RUNNING"', argv=argv, env=env,
                           cwd=run_dir, scratch_dirs=(scratch,))
+
+    def write_config(self, artifact: Artifact, launch: LaunchSpec, run_dir: Path, target: Path) -> ServableConfig:
+        """A Serve config file: the application (rayserve_app's builder) on the launch's port, its deployment's
+        replicas, max_ongoing_requests and batching, the served-model folder copied to `model/` (weights
+        hard-linked). `serve run` starts a Ray of its own defaults for it (not servingbench's private loopback one)."""
+        model_dir = target / "model"
+        place(artifact.path, model_dir)
+        s = self.settings
+        env = {name: value for name, value in self.server_env().items() if name != "PATH"}
+        config = {"proxy_location": "HeadOnly",
+                  "http_options": {"host": "127.0.0.1", "port": urlsplit(launch.base_url).port},
+                  "applications": [{
+                      "name": APP_NAME, "route_prefix": "/", "import_path": "servingbench.adapters.rayserve_app:app",
+                      "args": {"model_dir": str(model_dir.resolve()), "max_batch_size": s["max_batch_size"],
+                               "batch_wait_timeout_s": s["batch_wait_timeout_s"]},
+                      "runtime_env": {"env_vars": env},
+                      "deployments": [{"name": "ServedModel", "num_replicas": self.study.server.workers,
+                                       "max_ongoing_requests": s["max_ongoing_requests"],
+                                       "ray_actor_options": {"num_cpus": 0}}]}]}
+        (target / SERVE_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
+        return ServableConfig(written_files(target), f"serve run {SERVE_CONFIG}")
 
     def scrape_metrics(self, launch: LaunchSpec, ports: Ports) -> dict[str, float]:
         """Ray's counters once they include every request answered so far: Ray reports them late (each of its

@@ -6,6 +6,9 @@
 127.0.0.1 (never one already running on this host), Serve's HTTP proxy on 127.0.0.1:P and the
 `ServedModel` deployment.
 
+The same deployment is Serve's to run from a Serve config file (`serve run serve_config.yaml`), through the
+application builder `app` (see RayServeAdapter.write_config).
+
 POST /predict  body = the sample's wire bytes  -> JSON task output (400 with the error for a bad input)
 GET  /health   {"status": <the application's Serve status>}, from a replica (so never before one has
                loaded the model); "RUNNING" once every replica has.
@@ -21,10 +24,12 @@ import signal
 import sys
 import threading
 import time
+from typing import Any
 
 import psutil
 import ray
 from ray import serve
+from ray.serve import Application
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -97,6 +102,12 @@ class ServedModel:
             return answer(await self.predict_batched(body))
         # The model blocks: in a thread, so that the replica's event loop keeps taking requests meanwhile.
         return answer((await asyncio.to_thread(predict_each, self.loaded, [body]))[0])
+
+
+def app(args: dict[str, Any]) -> Application:
+    """Serve's application builder for a Serve config file (`import_path: servingbench.adapters.rayserve_app:app`,
+    `args`: model_dir, max_batch_size, batch_wait_timeout_s); replicas and the rest are in its `deployments`."""
+    return ServedModel.bind(args["model_dir"], int(args["max_batch_size"]), float(args["batch_wait_timeout_s"]))
 
 
 def start(args: argparse.Namespace) -> None:

@@ -1,7 +1,8 @@
 """`reference`: the model run in-process behind a minimal HTTP server — the bare baseline.
 
 Whatever a framework adds on top of this (queueing, serialisation, workers, protocol) is its
-serving overhead. The server itself is `reference_server.py`.
+serving overhead. The server itself is `reference_server.py`. It reads `server.threads` (torch threads)
+only, always runs the eager model and has one process: `servingbench tune` searches its threads.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from servingbench.adapters.base import Adapter, Artifact, Availability
+from servingbench.adapters.base import Adapter, Artifact, Availability, Host, Knob, core_knobs
 from servingbench.adapters.http_metrics import get_json
 from servingbench.adapters.served_model import write_served_model
 from servingbench.launch.contracts import LaunchSpec, Ports
@@ -26,6 +27,9 @@ class ReferenceAdapter(Adapter):
         if importlib.util.find_spec("torch") is None:
             return Availability(False, "models need `pip install 'servingbench[models]'` (torch is missing here)")
         return Availability(True, details={"python": sys.executable})
+
+    def knobs(self, host: Host) -> list[Knob]:
+        return core_knobs(host, workers=False)
 
     def package(self, model: ModelSpec, loaded: LoadedModel, workdir: Path) -> Artifact:
         # The model as built, however servingbench.json's runtime is set for the frameworks.

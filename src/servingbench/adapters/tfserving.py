@@ -8,6 +8,13 @@ Serving's REST JSON (`{"signature_name": ..., "instances": [...]}`) or a gRPC
 apptainer (`container_image`). Neither exists on the build machine (no pip or apt package, no
 container engine), so there the adapter reports itself unavailable; the tests drive it against a
 test-only stand-in that loads the SavedModel with TensorFlow and speaks TF Serving's APIs.
+
+Settings: `server.threads` (TensorFlow's intra- and inter-op threads), `server.workers` (sizes only the
+REST thread pool: 4 per worker, at least 4); `server.options.tfserving`: binary, container_image,
+container_runtime, protocol, batching with its BatchingParameters max_batch_size, batch_timeout_micros,
+num_batch_threads, max_enqueued_batches. `servingbench tune` searches threads, batching and, with it on,
+max_batch_size, batch_timeout_micros and num_batch_threads (threads x batch threads within the host's
+cores); not workers, which adds no model copy.
 """
 from __future__ import annotations
 
@@ -18,7 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from servingbench.adapters.base import Adapter, Artifact, Availability, ClientSideProcessing
+from servingbench.adapters.base import (
+    BATCH_SIZES,
+    Adapter,
+    Artifact,
+    Availability,
+    ClientSideProcessing,
+    Host,
+    Knob,
+    core_knobs,
+    powers_of_two_up_to,
+)
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
 from servingbench.exports.savedmodel import (
     INPUT,
@@ -85,6 +102,14 @@ class TFServingAdapter(Adapter):
     def __init__(self, study):
         super().__init__(study)
         self._client = ClientSideProcessing()
+
+    def knobs(self, host: Host) -> list[Knob]:
+        return [*core_knobs(host, workers=False),
+                self.option_knob("batching", "batching", (False, True)),
+                self.option_knob("batch_size", "max_batch_size", BATCH_SIZES, needs="batching"),
+                self.batch_delay_knob("batch_timeout_micros", "us", needs="batching"),
+                self.option_knob("batch_threads", "num_batch_threads", powers_of_two_up_to(host.cores),
+                                 uses_cores=True, needs="batching")]
 
     def _binary(self) -> str | None:
         return self.settings["binary"] or shutil.which(BINARY)

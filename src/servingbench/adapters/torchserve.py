@@ -6,22 +6,34 @@ binary request bodies (image / WAV bytes, text). Study settings that reach it: `
 the handler: torchscript as the study, eager or onnxruntime); `server.options.torchserve`:
 batch_size, max_batch_delay_ms, job_queue_size (TorchServe answers 503 beyond it, as the study saw
 with BART), response_timeout_s, token_auth (TorchServe's default; off here unless asked for),
-archive_format (auto | default | no-archive).
+archive_format (auto | default | no-archive). `servingbench tune` searches workers, threads, runtime,
+batch_size and max_batch_delay_ms; `write_config` writes the tuned deployment as TorchServe's own
+config.properties beside a model store, served by `torchserve --ts-config config.properties`.
 """
 from __future__ import annotations
 
 import importlib.metadata
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from servingbench.adapters import torchserve_handler
-from servingbench.adapters.base import Adapter, Artifact, Availability
+from servingbench.adapters.base import (
+    Adapter,
+    Artifact,
+    Availability,
+    Host,
+    Knob,
+    core_knobs,
+    runtime_knob,
+)
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
 from servingbench.adapters.served_model import write_served_model
+from servingbench.adapters.written_config import ServableConfig, place, written_files
 from servingbench.errors import ServingbenchError
 from servingbench.launch.contracts import LaunchSpec, Ports
 from servingbench.launch.scratch import scratch_dir
@@ -32,6 +44,8 @@ DEFAULTS = {"batch_size": 1, "max_batch_delay_ms": 100, "job_queue_size": 100, "
             "token_auth": False, "archive_format": "auto"}
 NO_ARCHIVE_ABOVE_BYTES = 200 * 2**20
 KEY_FILE = "key_file.json"
+CONFIG_FILE = "config.properties"
+STORE = "model-store"  # a written configuration's model store, beside its config.properties
 # TorchServe's frontend counters, in servingbench's names (see Adapter.scrape_metrics). Its
 # "inference latency" runs from arrival to answer, queue included: servingbench's server time.
 METRICS = {"ts_inference_requests_total": "requests_total",
@@ -41,6 +55,15 @@ METRICS = {"ts_inference_requests_total": "requests_total",
 
 def _venv_tool(name: str) -> Path:
     return Path(sys.executable).with_name(name)
+
+
+def write_properties(path: Path, properties: dict[str, object]) -> None:
+    path.write_text("".join(f"{key}={value}\n" for key, value in properties.items()))
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """A config.properties as write_properties writes it (key=value lines, no escapes)."""
+    return dict(line.split("=", 1) for line in path.read_text().splitlines() if "=" in line)
 
 
 class TorchServeAdapter(Adapter):
@@ -61,6 +84,9 @@ class TorchServeAdapter(Adapter):
         if missing:
             return Availability(False, f"{' and '.join(missing)} not installed: pip install 'servingbench[torchserve]'")
         return Availability(True, details={"torchserve": importlib.metadata.version("torchserve"), "java": java})
+
+    def knobs(self, host: Host) -> list[Knob]:
+        return [*core_knobs(host), runtime_knob(), *self.batching_knobs("batch_size", 1, "max_batch_delay_ms", "ms")]
 
     def package(self, model: ModelSpec, loaded: LoadedModel, workdir: Path) -> Artifact:
         files_dir = workdir / "files"
@@ -119,8 +145,8 @@ class TorchServeAdapter(Adapter):
                 "batchSize": s["batch_size"], "maxBatchDelay": s["max_batch_delay_ms"],
                 "responseTimeout": s["response_timeout_s"]}}}),
         }
-        config_file = run_dir / "config.properties"
-        config_file.write_text("".join(f"{k}={v}\n" for k, v in config.items()))
+        config_file = run_dir / CONFIG_FILE
+        write_properties(config_file, config)
         tmp = scratch_dir("ts", run_dir)  # TorchServe's pid file and its workers' Unix sockets
         threads = str(self.study.server.threads)
         self._key_file = run_dir / KEY_FILE if s["token_auth"] else None
@@ -139,6 +165,15 @@ class TorchServeAdapter(Adapter):
             fatal_log_patterns=("Load model failed", "Backend worker process died"),
             scratch_dirs=(tmp,),
         )
+
+    def write_config(self, artifact: Artifact, launch: LaunchSpec, run_dir: Path, target: Path) -> ServableConfig:
+        """The launch's config.properties (addresses, workers, batching, queue, models) with its model store
+        `model-store/` beside it, the archive (or unpacked archive) hard-linked there; TorchServe's own command."""
+        place(artifact.path, target / STORE / artifact.path.name)
+        properties = read_properties(run_dir / CONFIG_FILE)
+        write_properties(target / CONFIG_FILE, {**properties, "model_store": STORE})
+        argv = ["torchserve", "--start", "--foreground", "--ncs", "--ts-config", CONFIG_FILE, "--model-store", STORE]
+        return ServableConfig(written_files(target), shlex.join(argv))
 
     def _auth_headers(self, api: str = "inference") -> dict[str, str]:
         """With token auth on, TorchServe writes one key per API to key_file.json at start-up."""

@@ -9,6 +9,11 @@ study's TorchScript route could not serve), and for hosts whose Triton has them 
 The server is the `tritonserver` binary bundled in the `nvidia-pytriton` wheel (python backend
 only), one you give with `server.options.triton.server`, or the official container image
 (`container_image`) run by docker, podman or apptainer where one is installed.
+
+`servingbench tune` searches `server.workers` (the instance count), `server.threads`, max_batch_size
+(dynamic batching) with max_queue_delay_us, and either the backend (where this host's Triton has more
+than one that can serve servingbench's repositories) or, with only the python backend, `server.runtime`.
+`write_config` copies the tuned model repository and gives tritonserver's command line.
 """
 from __future__ import annotations
 
@@ -22,14 +27,24 @@ from pathlib import Path
 import torch
 
 from servingbench.adapters import kserve_v2
-from servingbench.adapters.base import Adapter, Artifact, Availability, ClientSideProcessing
+from servingbench.adapters.base import (
+    Adapter,
+    Artifact,
+    Availability,
+    ClientSideProcessing,
+    Host,
+    Knob,
+    core_knobs,
+    runtime_knob,
+)
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
 from servingbench.adapters.served_model import write_served_model
+from servingbench.adapters.written_config import ServableConfig, env_command, place, written_files
 from servingbench.errors import ServingbenchError
 from servingbench.exports.onnx import export_onnx
 from servingbench.exports.savedmodel import INPUT as SAVEDMODEL_INPUT
 from servingbench.exports.savedmodel import OUTPUT as SAVEDMODEL_OUTPUT
-from servingbench.exports.savedmodel import export_savedmodel, variable_axes
+from servingbench.exports.savedmodel import export_savedmodel, tensorflow_missing, variable_axes
 from servingbench.exports.torchscript import export_torchscript
 from servingbench.launch.containers import find_runtime, runtime_problem
 from servingbench.launch.contracts import LaunchSpec, Ports
@@ -42,6 +57,8 @@ DEFAULTS = {"backend": "python", "max_batch_size": 0, "max_queue_delay_us": 0, "
 # torch or servingbench, so with a container use the pytorch or onnxruntime backend.
 CONTAINER_BACKENDS = ["onnxruntime", "python", "pytorch", "tensorflow"]
 CONTAINER_REPOSITORY = "/models"
+PACKAGED_BACKENDS = ("python", "pytorch", "onnxruntime", "tensorflow")  # what package() writes repositories for
+REPOSITORY, BACKENDS = "repository", "backends"  # in a written configuration
 PROTOCOLS = ("http", "grpc")
 # Copied as model.py into the repository; imported only inside Triton's stub (it needs pb_utils).
 PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
@@ -115,6 +132,22 @@ class TritonAdapter(Adapter):
             backend_dir = Path(self.settings["server"]).parent.parent / "backends"
             return sorted(p.name for p in backend_dir.iterdir()) if backend_dir.is_dir() else []
         return ["python"] if _bundled_root() else []
+
+    def servable_backends(self) -> list[str]:
+        """Backends this host's Triton has and servingbench can package for, the configured one first. The
+        official image's python backend has no torch or servingbench; TensorFlow exports need TensorFlow here."""
+        found = [b for b in self.backends() if b in PACKAGED_BACKENDS
+                 and not (b == "python" and self.settings["container_image"])
+                 and not (b == "tensorflow" and tensorflow_missing())]
+        return sorted(found, key=lambda b: b != self.settings["backend"])
+
+    def knobs(self, host: Host) -> list[Knob]:
+        backends = self.servable_backends()
+        if len(backends) > 1:
+            network = [self.option_knob("backend", "backend", tuple(backends))]
+        else:  # the python backend runs the served-model folder in server.runtime
+            network = [runtime_knob()] if backends == ["python"] else []
+        return [*core_knobs(host), *network, *self.batching_knobs("max_batch_size", 0, "max_queue_delay_us", "us")]
 
     def availability(self) -> Availability:
         if self.settings["container_image"]:
@@ -225,6 +258,24 @@ class TritonAdapter(Adapter):
                           ready_url=f"{http}/v2/models/{artifact.model}/ready", argv=tuple(argv), env=env, cwd=run_dir,
                           fatal_log_patterns=("failed to load", "UNAVAILABLE: Internal"))
 
+    def write_config(self, artifact: Artifact, launch: LaunchSpec, run_dir: Path, target: Path) -> ServableConfig:
+        """A copy of the model repository as served (config.pbtxt with its instance count and dynamic batching,
+        model.py; the network hard-linked) and tritonserver's command line with the launch's flags and environment
+        on it: `repository/` (mounted by absolute path into a container), and for the bundled server its python
+        backend, copied to `backends/`."""
+        assert launch.argv is not None
+        place(artifact.path, target / REPOSITORY)
+        image = self.settings["container_image"]
+        moved = {str(artifact.path): str((target / REPOSITORY).resolve()) if image else REPOSITORY}
+        bundled = _bundled_root()
+        if bundled and f"--backend-directory={run_dir / BACKENDS}" in launch.argv:
+            self._backend_dir(bundled, target)
+            moved[str(run_dir / BACKENDS)] = BACKENDS
+        argv = list(launch.argv)
+        for old, new in moved.items():
+            argv = [arg.replace(old, new) for arg in argv]
+        return ServableConfig(written_files(target), env_command(launch.env, argv))
+
     def _container_argv(self, image: str, repository: Path) -> list[str]:
         """Run the image on the host network (loopback ports as chosen), the repository mounted read-only."""
         runtime = self._container_runtime()
@@ -237,7 +288,7 @@ class TritonAdapter(Adapter):
     @staticmethod
     def _backend_dir(bundled: Path, run_dir: Path) -> Path:
         """The bundled python backend plus the stub for this Python version, as Triton expects them."""
-        backend = run_dir / "backends" / "python"
+        backend = run_dir / BACKENDS / "python"
         backend.mkdir(parents=True, exist_ok=True)
         version = f"{sys.version_info.major}.{sys.version_info.minor}"
         for source in (bundled / "backends" / "python" / "libtriton_python.so",

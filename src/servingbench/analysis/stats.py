@@ -12,6 +12,7 @@ import numpy as np
 import pyarrow as pa
 from scipy import stats as scipy_stats
 
+from servingbench.analysis.cost import request_cost
 from servingbench.analysis.warnings import cell_warnings
 from servingbench.results.schema import CellSummary, Estimate, LatencyMs, TrialCounts
 
@@ -124,4 +125,5 @@ def aggregate_cell(cell: CellSummary) -> CellSummary:
         "latency_ms": {s: e.mean for s, e in latency.items()},
         "latency_ms_ci95": latency,
         "warnings": cell_warnings(cell),
+        "cost": request_cost(trials) if trials else None,
     })

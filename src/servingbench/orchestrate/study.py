@@ -8,7 +8,7 @@ import torch
 
 import servingbench
 from servingbench.adapters import get_adapter
-from servingbench.adapters.base import Adapter, Artifact
+from servingbench.adapters.base import Adapter
 from servingbench.analysis.slo import apply_gates, parse_gates
 from servingbench.analysis.stats import latency_summary
 from servingbench.config import Study, dump_study
@@ -17,12 +17,9 @@ from servingbench.errors import ServingbenchError, UnsupportedModel, describe
 from servingbench.models import get_model
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 from servingbench.models.inprocess import measure_latency_ms, reference_outputs
-from servingbench.monitor.resources import ProcessTree
 from servingbench.orchestrate.accuracy import run_accuracy, with_accuracy
-from servingbench.orchestrate.correctness import check_correctness
-from servingbench.orchestrate.deployment import deployed, package_stats
 from servingbench.orchestrate.levels import planned_cells, run_planned_cell
-from servingbench.orchestrate.trials import Target
+from servingbench.orchestrate.serving import serving
 from servingbench.outputs.render import render_outputs
 from servingbench.results.environment import collect_environment
 from servingbench.results.schema import CellSummary, Deployment, ModelInfo, Summary
@@ -106,27 +103,18 @@ class StudyRunner:
                     deployment.reason = reason
             self._mark_running("failed", reason, getattr(exc, "log_tail", ""))
 
+    def _record_deployment(self, deployment: Deployment) -> None:
+        self.summary.keep_deployment(deployment)
+        self.results.save_summary(self.summary)
+
     def _deploy_and_load(self, adapter: Adapter, model: ModelSpec, loaded: LoadedModel, samples: list[Sample],
                          references: dict[str, Output], cells: list[CellSummary]) -> None:
-        """Package, launch (timed: the cold start), check correctness, then every load level."""
+        """Package, launch, check correctness, then every load level."""
         run_dir = self.results.work_dir / adapter.name / model.name
-        deployment = Deployment(framework=adapter.name, model=model.name, status="failed")
-
-        def record_package(artifact: Artifact) -> None:
-            files, size, lines = package_stats(artifact, run_dir)
-            deployment.package_files, deployment.package_bytes, deployment.package_text_lines = files, size, lines
-            deployment.runtime = artifact.runtime
-            self.summary.deployments.append(deployment)
-
-        with deployed(adapter, model, loaded, run_dir, self.study.server.startup_timeout_s,
-                      on_packaged=record_package) as live:
-            deployment.status = "ok"
-            deployment.startup_s = live.server.startup_s
-            deployment.idle_rss_mb = ProcessTree(live.server.pid).rss_mb() if live.server.pid else None
-            requests = [adapter.request(model, s) for s in samples]
-            target = Target(adapter.name, model.name, live.launch.base_url, requests, live.scrape_metrics, live.server)
-            correct = check_correctness(adapter, model, samples, references, live.launch.base_url,
-                                        self.study.load.request_timeout_s) if self.study.check_correctness else None
+        check_timeout_s = self.study.load.request_timeout_s if self.study.check_correctness else None
+        with serving(adapter, model, loaded, samples, references, run_dir, self.study.server.startup_timeout_s,
+                     check_timeout_s, self._record_deployment) as served:
+            correct, target = served.correct, served.target
             # An answer in the framework's own format (ok None) cannot be scored either.
             if self.study.accuracy and (correct is None or correct.ok is not None):
                 self.display.stage(f"{model.name} · {adapter.name}: LoadGen accuracy run")
@@ -134,7 +122,6 @@ class StudyRunner:
                 correct = with_accuracy(correct, accuracy)
             if correct is not None:
                 self.display.stage(f"{model.name} · {adapter.name}: correct = {correct.ok} ({correct.reason})")
-            preprocess_ms = sum(r.client_preprocess_ms for r in requests) / len(requests)
             for cell in cells:
-                cell = cell.model_copy(update={"correct": correct, "client_preprocess_ms": preprocess_ms})
+                cell = cell.model_copy(update={"correct": correct, "client_preprocess_ms": served.client_preprocess_ms})
                 run_planned_cell(self.results, self.summary, cell, target, self.study.load, self.display)

@@ -9,7 +9,7 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable
 
 import matplotlib
 from matplotlib.axes import Axes
@@ -337,10 +337,10 @@ TIMESERIES = FigureKind("timeseries", "Over time (1-second bins by completion): 
                         _timeseries)
 
 
-def _palette(summary: Summary) -> Palette:
+def palette(frameworks: Iterable[str]) -> Palette:
+    """A colour per framework, in order of first appearance."""
     cycle = matplotlib.colormaps["tab10"].colors
-    frameworks = dict.fromkeys(c.framework for c in summary.cells)
-    return {fw: matplotlib.colors.to_hex(cycle[i % len(cycle)]) for i, fw in enumerate(frameworks)}
+    return {fw: matplotlib.colors.to_hex(cycle[i % len(cycle)]) for i, fw in enumerate(dict.fromkeys(frameworks))}
 
 
 def _save(fig: Figure, target: Path, fmt: str) -> None:
@@ -351,7 +351,7 @@ def _save(fig: Figure, target: Path, fmt: str) -> None:
 
 def render_figures(summary: Summary, out_dir: Path) -> list[RenderedFigure]:
     """Draws every figure that has data; returns them in model, then KINDS order."""
-    colors = _palette(summary)
+    colors = palette(c.framework for c in summary.cells)
     infos = {m.name: m for m in summary.models}
     rendered = []
     with matplotlib.rc_context(STYLE):
@@ -360,15 +360,15 @@ def render_figures(summary: Summary, out_dir: Path) -> list[RenderedFigure]:
                 fig = Figure(figsize=SIZES.get(kind.key, (6.4, 3.8)), layout="constrained")
                 if not kind.draw(fig, grid, colors, infos.get(grid.model)):
                     continue
-                rendered.append(_saved(fig, out_dir, grid.model, kind, f"{grid.model}-{kind.key}"))
+                rendered.append(saved_figure(fig, out_dir, grid.model, kind, f"{grid.model}-{kind.key}"))
         for model in dict.fromkeys(c.model for c in summary.cells if c.capacity):
             fig = Figure(figsize=(6.4, 3.8), layout="constrained")
             if CAPACITY.draw(fig, [c for c in summary.cells if c.model == model], colors):
-                rendered.append(_saved(fig, out_dir, model, CAPACITY, f"{model}-{CAPACITY.key}"))
+                rendered.append(saved_figure(fig, out_dir, model, CAPACITY, f"{model}-{CAPACITY.key}"))
         for model, cells in sweeps(summary).items():
             fig = Figure(figsize=(9.0, 3.8), layout="constrained")
             if SWEEP.draw(fig, cells, colors):
-                rendered.append(_saved(fig, out_dir, model, SWEEP, f"{model}-{SWEEP.key}"))
+                rendered.append(saved_figure(fig, out_dir, model, SWEEP, f"{model}-{SWEEP.key}"))
     return rendered
 
 
@@ -383,11 +383,11 @@ def render_timeseries_figures(summary: Summary, series: dict[str, TrialSeries], 
             if not TIMESERIES.draw(fig, cell, trials):
                 continue
             name = f"{cell.model}-{cell.framework}-{cell.level_id}-{TIMESERIES.key}"
-            rendered.append(_saved(fig, out_dir, cell.model, TIMESERIES, name, cell))
+            rendered.append(saved_figure(fig, out_dir, cell.model, TIMESERIES, name, cell))
     return rendered
 
 
-def _saved(fig: Figure, out_dir: Path, model: str, kind: FigureKind, stem: str,
+def saved_figure(fig: Figure, out_dir: Path, model: str, kind: FigureKind, stem: str,
            cell: CellSummary | None = None) -> RenderedFigure:
     # not with_suffix: model names may contain dots (an endpoint's host)
     png, svg = (out_dir / f"{stem}.{ext}" for ext in ("png", "svg"))

@@ -31,7 +31,7 @@ class ModelSection:
     figures: list[tuple[str, str]]
 
 
-def _data_uri(png: Path) -> str:
+def data_uri(png: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode("ascii")
 
 
@@ -45,7 +45,7 @@ def _model_sections(summary: Summary, tables: list[Table], figures: list[Rendere
         # the CI variant where a metric has one: it carries the same means
         shown = [by_name[name] for m in METRICS + RESOURCE_METRICS
                  if (name := table_name(grid.model, m, ci=m.estimate is not None)) in by_name]
-        embedded = {f: (f.kind.caption, _data_uri(f.png)) for f in figures
+        embedded = {f: (f.kind.caption, data_uri(f.png)) for f in figures
                     if f.model == grid.model and f.cell is None}
         sections.append(ModelSection(
             grid, info, findings.model_verdicts(grid), findings.breakdown_lines(grid, floor),
@@ -53,6 +53,14 @@ def _model_sections(summary: Summary, tables: list[Table], figures: list[Rendere
             next((uri for f, uri in embedded.items() if f.kind is BREAKDOWN), None),
             [uri for f, uri in embedded.items() if f.kind is not BREAKDOWN]))
     return sections
+
+
+def template_environment() -> Environment:
+    """The package's templates, with the `number` filter; pages share page.html.j2's style and macros."""
+    env = Environment(loader=PackageLoader("servingbench.outputs"), autoescape=True, undefined=StrictUndefined,
+                      trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(number=lambda v: "-" if v is None else findings.number(v))
+    return env
 
 
 def _flatten(data: object, prefix: str = "") -> list[tuple[str, str]]:
@@ -90,10 +98,8 @@ def render_html(path: Path, summary: Summary, tables: list[Table], summary_table
                 figures: list[RenderedFigure]) -> str:
     study_yaml = _read(path / "study.yaml")
     environment = _read(path / "environment.json")
-    env = Environment(loader=PackageLoader("servingbench.outputs"), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(number=lambda v: "-" if v is None else findings.number(v), megabytes=_megabytes,
-                       observed=observed_text)
+    env = template_environment()
+    env.filters.update(megabytes=_megabytes, observed=observed_text)
     scorecards = load_scorecards()
     return env.get_template("report.html.j2").render(
         summary=summary,
@@ -102,9 +108,9 @@ def render_html(path: Path, summary: Summary, tables: list[Table], summary_table
         environment=_flatten(json.loads(environment)) if environment else [],
         sections=_model_sections(summary, tables, figures),
         summary_tables=summary_tables,
-        open_loop_figures=[(f.kind.caption, _data_uri(f.png)) for f in figures if f.kind in (CAPACITY, SWEEP)],
+        open_loop_figures=[(f.kind.caption, data_uri(f.png)) for f in figures if f.kind in (CAPACITY, SWEEP)],
         timeseries_caption=TIMESERIES.caption,
-        timeseries=[(f.cell.label, _data_uri(f.png)) for f in figures if f.kind is TIMESERIES and f.cell],
+        timeseries=[(f.cell.label, data_uri(f.png)) for f in figures if f.kind is TIMESERIES and f.cell],
         scorecards=scorecards,
         score_rows=[(title, [card.rows()[i][1] for card in scorecards]) for i, title in enumerate(CRITERIA.values())],
         evidence=gather_evidence(summary, scorecards),

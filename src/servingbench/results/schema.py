@@ -123,6 +123,20 @@ class TrialSummary(TrialCounts):
         return self.server_problem is None and self.ok > 0
 
 
+class Cost(BaseModel):
+    """What a request costs at a measured point, from the server's CPU (and GPU) telemetry."""
+
+    server_cpu_s_per_request: float | None = Field(description="server process tree CPU-seconds per answered "
+                                                               "request (its mean CPU % x window / answers)")
+    requests_per_core_s: float | None = Field(description="answers per second of one core busy serving them "
+                                                          "(1 / server_cpu_s_per_request)")
+    gpu_s_per_request: float | None = Field(None, description="GPU-seconds (mean utilisation x window) per answer")
+    price_per_core_hour: float | None = None
+    price_per_gpu_hour: float | None = None
+    cost_per_million: float | None = Field(None, description="CPU (and GPU) cost of a million requests at these "
+                                                             "prices; None without a price")
+
+
 class Accuracy(BaseModel):
     """A LoadGen AccuracyOnly run scored against the model run in-process (the served answers as labels' stand-in)."""
 
@@ -215,6 +229,8 @@ class CellSummary(BaseModel):
     slo: list[GateVerdict] = Field(default_factory=list, description="the SLO gates checked, on 'ok' cells")
     payloads: list[PayloadCounts] = Field(default_factory=list, description="`servingbench load` with a payload: "
                                                                             "requests and latency per payload")
+    cost: Cost | None = Field(None, description="server CPU (and GPU) seconds per answer over the measured trials "
+                                                "(servingbench tune adds prices)")
 
     @property
     def label(self) -> str:
@@ -281,6 +297,11 @@ class Summary(BaseModel):
     models: list[ModelInfo] = Field(default_factory=list)
     deployments: list[Deployment] = Field(default_factory=list)
     cells: list[CellSummary] = Field(default_factory=list)
+
+    def keep_deployment(self, deployment: Deployment) -> None:
+        """Add the deployment unless this very record is kept already (it is updated in place as it goes)."""
+        if not any(d is deployment for d in self.deployments):
+            self.deployments.append(deployment)
 
     def put_cell(self, cell: CellSummary) -> None:
         """Insert or replace the cell with the same key (framework, model, scenario and load level)."""

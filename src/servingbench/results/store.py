@@ -4,8 +4,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from servingbench.atomic import write_atomically
 from servingbench.errors import ServingbenchError
@@ -67,17 +68,24 @@ class ResultsDir:
 
 
 def load_summary(path: Path) -> Summary:
-    file = path / SUMMARY
+    return load_versioned(path / SUMMARY, Summary, SCHEMA_VERSION, "a servingbench results folder")
+
+
+Document = TypeVar("Document", bound=BaseModel)
+
+
+def load_versioned(file: Path, schema: type[Document], version: int, folder_kind: str) -> Document:
+    """A versioned JSON document (summary.json, tune.json), every way it can be wrong told in one line."""
     if not file.is_file():
-        raise ServingbenchError(f"no {SUMMARY} in {path}: not a servingbench results folder")
+        raise ServingbenchError(f"no {file.name} in {file.parent}: not {folder_kind}")
     try:
         data = json.loads(file.read_text())
     except json.JSONDecodeError as exc:
         raise ServingbenchError(f"{file} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    version = data.get("schema_version") if isinstance(data, dict) else None
-    if version != SCHEMA_VERSION:
-        raise ServingbenchError(f"{file} has schema_version {version}; this servingbench reads {SCHEMA_VERSION}")
+    found = data.get("schema_version") if isinstance(data, dict) else None
+    if found != version:
+        raise ServingbenchError(f"{file} has schema_version {found}; this servingbench reads {version}")
     try:
-        return Summary.model_validate(data)
+        return schema.model_validate(data)
     except ValidationError as exc:
-        raise ServingbenchError(f"{file} does not match the summary schema: {exc.errors()[0]['msg']}") from None
+        raise ServingbenchError(f"{file} does not match the {file.stem} schema: {exc.errors()[0]['msg']}") from None

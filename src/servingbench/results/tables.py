@@ -123,19 +123,19 @@ def _cell_text(cell: CellSummary | None, metric: Metric) -> str:
     return "" if value is None else f"{value:.2f}"
 
 
-def _ci_text(estimate: Estimate | None) -> str:
-    """As "mean [low, high]"; with one repetition there is no interval."""
+def ci_text(estimate: Estimate | None, number: Callable[[float], str] = "{:.2f}".format, missing: str = "") -> str:
+    """As "mean [low, high]"; with one repetition there is no interval: "mean [n=1]"."""
     if estimate is None or estimate.mean is None:
-        return ""
+        return missing
     if estimate.ci95_low is None or estimate.ci95_high is None:
-        return f"{estimate.mean:.2f} [n={estimate.n}]"
-    return f"{estimate.mean:.2f} [{estimate.ci95_low:.2f}, {estimate.ci95_high:.2f}]"
+        return f"{number(estimate.mean)} [n={estimate.n}]"
+    return f"{number(estimate.mean)} [{number(estimate.ci95_low)}, {number(estimate.ci95_high)}]"
 
 
 def _ci_cell_text(cell: CellSummary | None, metric: Metric) -> str:
     if cell is None or cell.status in NOT_MEASURED or metric.estimate is None:
         return _cell_text(cell, metric)
-    return _ci_text(metric.estimate(cell))
+    return ci_text(metric.estimate(cell))
 
 
 def study_tables(summary: Summary) -> list[Table]:

@@ -7,6 +7,9 @@ so failure counting can be checked too. `--concurrency C` serves at most C reque
 rest wait in arrival order), so the server has a known capacity of C/D requests per second: each
 request is booked on the slot that frees first, from an exact schedule, so the event loop's
 wake-up jitter delays answers slightly but never stretches the service time. `GET /metrics` is a
+`--knee K` makes more concurrency hurt past K (as workers past a host's cores do): with C > K, each request
+takes (C/K)^2 times the delay, so the capacity C/D peaks at C = K. `--busy-ms B` spins the CPU for B ms per
+request, so the server's CPU time per request is known. `GET /metrics` is a
 Prometheus page counting every other request answered (`delay_server_requests_total`) and their time
 in the server (`delay_server_request_seconds`, a histogram), so metrics scraping can be checked against
 the requests the load engine recorded.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import heapq
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
@@ -62,7 +66,7 @@ class Slots:
 
 
 async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float,
-                 slots: Slots | None, metrics: Metrics) -> None:
+                 slots: Slots | None, metrics: Metrics, busy_s: float = 0.0) -> None:
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -79,6 +83,10 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
                 writer.write(metrics.page())
                 continue
             arrived = loop.time()
+            if busy_s:
+                spin_until = time.thread_time() + busy_s
+                while time.thread_time() < spin_until:
+                    pass
             if slots is not None:
                 await asyncio.sleep(slots.book(arrived) - loop.time())
             elif delay_s:
@@ -92,11 +100,17 @@ async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, del
         writer.close()
 
 
-async def serve(port: int, delay_s: float, concurrency: int | None) -> None:
-    slots = Slots(concurrency, delay_s) if concurrency else None
+def service_s(delay_s: float, concurrency: int, knee: int | None) -> float:
+    """Each request's time in a slot: the delay, stretched by (C/K)^2 past the knee."""
+    return delay_s * (max(1.0, concurrency / knee) ** 2 if knee else 1.0)
+
+
+async def serve(port: int, delay_s: float, concurrency: int | None, knee: int | None = None,
+                busy_s: float = 0.0) -> None:
+    slots = Slots(concurrency, service_s(delay_s, concurrency, knee)) if concurrency else None
     metrics = Metrics()
-    server = await asyncio.start_server(lambda r, w: handle(r, w, delay_s, slots, metrics), "127.0.0.1", port,
-                                        backlog=1024)
+    server = await asyncio.start_server(lambda r, w: handle(r, w, delay_s, slots, metrics, busy_s), "127.0.0.1",
+                                        port, backlog=1024)
     async with server:
         await server.serve_forever()
 
@@ -106,8 +120,10 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--concurrency", type=int, help="requests served at a time (default: no limit)")
+    parser.add_argument("--knee", type=int, help="with --concurrency: past this many at a time, each is slower")
+    parser.add_argument("--busy-ms", type=float, default=0.0, help="CPU time spent on each request")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.delay_ms / 1000, args.concurrency))
+    asyncio.run(serve(args.port, args.delay_ms / 1000, args.concurrency, args.knee, args.busy_ms / 1000))
 
 
 if __name__ == "__main__":
