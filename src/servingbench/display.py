@@ -11,6 +11,7 @@ from rich.table import Table
 
 from servingbench.analysis.slo import observed_text
 from servingbench.results.schema import CellSummary, GateVerdict, Summary, TrialSummary
+from servingbench.results.tables import ci_text
 from servingbench.results.tune_schema import Confirmation, TuneSummary
 
 TrialProgress = Callable[[dict], None]
@@ -98,11 +99,7 @@ class Display:
 
 
 def _estimate_text(confirmation: Confirmation | None) -> str:
-    estimate = confirmation.throughput_rps if confirmation else None
-    if estimate is None or estimate.mean is None:
-        return "-"
-    ci = f" ±{(estimate.ci95_high - estimate.mean):.2f}" if estimate.ci95_high is not None else ""
-    return f"{estimate.mean:.2f}{ci}"
+    return ci_text(confirmation.throughput_rps if confirmation else None, missing="-")
 
 
 def _verdict_text(verdict: GateVerdict) -> str:

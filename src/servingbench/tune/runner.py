@@ -20,7 +20,7 @@ import servingbench
 from servingbench.adapters import get_adapter
 from servingbench.adapters.base import Adapter
 from servingbench.analysis.cost import request_cost
-from servingbench.analysis.stats import estimate
+from servingbench.analysis.stats import PERCENTILES, estimate
 from servingbench.config import LoadSettings, Study, TuneSettings, dump_study, with_settings
 from servingbench.display import Display
 from servingbench.errors import ServingbenchError, UnsupportedModel, describe
@@ -54,7 +54,7 @@ from servingbench.tune.space import (
     normalized,
     unknown_knob_names,
 )
-from servingbench.tune.sweep import PERCENTILE_FIELDS, best_step, percentile_ms, sweep
+from servingbench.tune.sweep import best_step, percentile_ms, sweep
 
 
 def _slug(text: str) -> str:
@@ -66,7 +66,7 @@ class TuneRunner:
         self.study = study
         self.tune = study.tune or TuneSettings()
         self.display = display
-        if study.load.latency_percentile not in PERCENTILE_FIELDS:
+        if study.load.latency_percentile not in PERCENTILES:
             raise ServingbenchError(f"tune holds p50, p90, p95 or p99 to the bound, not p{study.load.latency_percentile:g}")
         self.host = detect_host()
         # Every name resolved before any work, so a typo fails in a second, not after an hour.
@@ -164,11 +164,11 @@ class TuneRunner:
             result.candidates.append(candidate)
             self._save(result)
         result.search_wall_s = time.monotonic() - start
-        self._conclude(result, **measure)
+        self._conclude(result, measure)
 
-    def _conclude(self, result: TuneResult, adapter: Adapter, entry: ModelEntry, model: ModelSpec,
-                  loaded: LoadedModel, samples: list[Sample], references: dict[str, Output]) -> None:
-        """The winner, default and winner re-measured, the winner's configuration written."""
+    def _conclude(self, result: TuneResult, measure: dict[str, Any]) -> None:
+        """The winner, default and winner re-measured, the winner's configuration written. `measure`: what
+        `_measure` and `_confirm` take besides the candidate (adapter, model and its samples)."""
         held = [c for c in result.candidates if c.throughput_rps is not None and c.correct is not False]
         if not held:
             failures = "; ".join(f"{c.id}: {c.reason or 'no level held the bound'}" for c in result.candidates)
@@ -179,10 +179,8 @@ class TuneRunner:
         result.winner = winner.id
         self._save(result)
         default = result.candidates[0]
-        confirm = dict(adapter=adapter, entry=entry, model=model, loaded=loaded, samples=samples,
-                       references=references)
-        result.default = self._confirm(default, result, write=winner is default, **confirm)
-        result.tuned = result.default if winner is default else self._confirm(winner, result, write=True, **confirm)
+        result.default = self._confirm(default, result, write=winner is default, **measure)
+        result.tuned = result.default if winner is default else self._confirm(winner, result, write=True, **measure)
         before, after = result.default.throughput_rps.mean, result.tuned.throughput_rps.mean
         result.gain_pct = (after / before - 1) * 100 if before and after is not None else None
         if result.gain_pct is not None and result.gain_pct < 0:
@@ -191,7 +189,7 @@ class TuneRunner:
         result.status = "ok"
         self._save(result)
         gain = f"{result.gain_pct:+.0f}%" if result.gain_pct is not None else "gain unknown"
-        self.display.stage(f"{model.name} · {adapter.name}: tuned {winner.id} → "
+        self.display.stage(f"{result.model} · {result.framework}: tuned {winner.id} → "
                            f"{after or 0:.2f} req/s at {self.bound} ({gain} over the default)")
 
     # -- measuring ------------------------------------------------------------------------------------------------

@@ -11,11 +11,11 @@ from servingbench.results.store import ResultsDir
 from servingbench.results.tune_schema import SweepStep
 
 MIN_GAIN = 1.05  # a level that adds less than 5% throughput over the best so far: saturated, stop
-PERCENTILE_FIELDS = {50.0: "p50", 90.0: "p90", 95.0: "p95", 99.0: "p99"}
 
 
 def percentile_ms(latency: LatencyMs | None, percentile: float) -> float | None:
-    return None if latency is None else getattr(latency, PERCENTILE_FIELDS[percentile])
+    """One of the percentiles every trial records (analysis.stats.PERCENTILES)."""
+    return None if latency is None else getattr(latency, f"p{percentile:g}")
 
 
 def sweep(results: ResultsDir, summary: Summary, target: Target, load: LoadSettings, users: list[int],
