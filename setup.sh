@@ -4,6 +4,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 APT_PACKAGES=(espeak-ng sox wrk chromium curl)  # chromium: the report test opens report.html headless; curl: the serve tests run its printed line
+APT_PACKAGES+=(slurm-wlm munge)  # the SLURM test starts a private single-node cluster (munged, slurmctld, slurmd)
 # TorchServe needs a Java runtime; any java on PATH will do.
 command -v java >/dev/null 2>&1 || APT_PACKAGES+=(openjdk-17-jre-headless)
 if command -v apt-get >/dev/null 2>&1; then

@@ -20,6 +20,7 @@ from servingbench.adapters.tfserving import config_message_classes
 from servingbench.config import load_study
 from servingbench.errors import UnsupportedModel
 from servingbench.exports.savedmodel import export_savedmodel, run_savedmodel, variable_axes
+from servingbench.launch.containers import Container, containerised
 from servingbench.models import get_model
 
 
@@ -121,23 +122,26 @@ def test_launch_arguments_config_files_and_container(tmp_path, monkeypatch):
     assert batching.DESCRIPTOR.full_name == "tensorflow.serving.BatchingParameters"  # the name TF Serving parses
     assert launch.ready_url == "http://127.0.0.1:8601/v1/models/resnet50" and launch.ready_body == '"AVAILABLE"'
     assert launch.base_url == "http://127.0.0.1:8601"
-    # a container image instead: the models are mounted at /models and the config says so
-    fake = tmp_path / "fakebin"
+    # the official image instead (server.container): the image's server, the models bound read-only at the path the
+    # config names, the config files in the (bound) run folder
+    fake = tmp_path / "fake_bin"
     fake.mkdir()
     (fake / "podman").write_text("#!/bin/sh\nexit 0\n")
     (fake / "podman").chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake}{os.pathsep}{os.environ['PATH']}")
-    boxed = get_adapter("tfserving", load_study("smoke", {"server.options": {"tfserving": {
-        "container_image": "tensorflow/serving:2.19.0", "container_runtime": "podman", "protocol": "grpc"}}}))
-    assert boxed.availability().ok
-    launch = boxed.launch_spec(artifact, Ports(8601, 8600, 8602), tmp_path / "boxed")
+    boxed = get_adapter("tfserving", load_study("smoke", {"server.container": {"runtime": "podman"},
+                                                          "server.options": {"tfserving": {"protocol": "grpc"}}}))
+    assert boxed.availability().ok and boxed.container == Container("podman", "tensorflow/serving:2.19.0")
+    launch = containerised(boxed.launch_spec(artifact, Ports(8601, 8600, 8602), tmp_path / "boxed"), boxed.container,
+                           (artifact.path,))
     argv = list(launch.argv)
     assert argv[:5] == ["podman", "run", "--rm", "--init", "--network=host"]
-    assert f"{tmp_path / 'models'}:/models:ro" in argv
-    assert argv[argv.index("--entrypoint") + 1:argv.index("--entrypoint") + 3] == ["tensorflow_model_server",
-                                                                                "tensorflow/serving:2.19.0"]
+    assert f"{tmp_path / 'models'}:{tmp_path / 'models'}:ro" in argv
+    assert f"{tmp_path / 'boxed'}:{tmp_path / 'boxed'}" in argv
+    assert argv[argv.index("--entrypoint") + 1:argv.index("--entrypoint") + 4] == [
+        "tensorflow_model_server", "tensorflow/serving:2.19.0", "--port=8600"]
     boxed_config = parse_text(tmp_path / "boxed" / "tfserving" / "models.config", ModelServerConfig())
-    assert [m.base_path for m in boxed_config.model_config_list.config] == ["/models/resnet50"]
+    assert [m.base_path for m in boxed_config.model_config_list.config] == [str(tmp_path / "models" / "resnet50")]
     assert not (tmp_path / "boxed" / "tfserving" / "batching.config").exists()  # batching is off by default
     assert launch.base_url == "grpc://127.0.0.1:8600"
 

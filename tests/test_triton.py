@@ -1,5 +1,6 @@
 """Real tritonserver (bundled in nvidia-pytriton, python backend) for every model, over HTTP and gRPC."""
 import json
+import os
 
 import pytest
 import yaml
@@ -11,6 +12,7 @@ from servingbench.adapters import get_adapter
 from servingbench.adapters.triton import TritonAdapter
 from servingbench.config import load_study
 from servingbench.errors import ServingbenchError
+from servingbench.launch.containers import containerised
 from servingbench.load.transport import send_once
 from servingbench.models import get_model
 
@@ -122,18 +124,30 @@ def test_backends_this_host_lacks_are_unsupported_with_a_reason_but_configs_are_
     assert [i.name for i in graph.input] == ["INPUT__0"] and [o.name for o in graph.output] == ["OUTPUT__0"]
 
 
-def test_official_container_launch_is_described_and_its_absence_explained(tmp_path):
-    options = {"container_image": "nvcr.io/nvidia/tritonserver:24.10-py3", "container_runtime": "docker",
-               "backend": "pytorch"}
-    adapter = get_adapter("triton", load_study("smoke", {"server.options": {"triton": options}}))
+def test_official_container_launch_is_described_and_a_missing_engine_explained(tmp_path, monkeypatch):
+    fake = tmp_path / "fake_bin"  # a docker whose engine answers
+    fake.mkdir()
+    (fake / "docker").write_text("#!/bin/sh\nexit 0\n")
+    (fake / "docker").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake}:{os.environ['PATH']}")
+    study = load_study("smoke", {"server.container": {"runtime": "docker"},
+                                 "server.options": {"triton": {"backend": "pytorch"}}})
+    adapter = get_adapter("triton", study)
     model = get_model("resnet50")
     assert adapter.unsupported_reason(model) is None  # the official image has the pytorch backend
     artifact = adapter.package(model, model.load(), tmp_path)
     from servingbench.adapters.base import Ports
-    argv = " ".join(adapter.launch_spec(artifact, Ports(8000, 8001, 8002), tmp_path).argv)
+    launch = containerised(adapter.launch_spec(artifact, Ports(8000, 8001, 8002), tmp_path), adapter.container,
+                           (artifact.path,))
+    argv = " ".join(launch.argv)
     assert argv.startswith("docker run --rm --init --network=host")
-    assert f"-v {artifact.path}:/models:ro nvcr.io/nvidia/tritonserver:24.10-py3 tritonserver" in argv
-    assert "--model-repository=/models" in argv and "--http-address=127.0.0.1 --http-port=8000" in argv
-    availability = adapter.availability()
-    if not availability.ok:  # this build machine has the docker client but no engine
-        assert "docker" in availability.reason
+    assert f"-v {artifact.path}:{artifact.path}:ro" in argv  # the repository, read-only, at its own path
+    assert (f"--entrypoint tritonserver nvcr.io/nvidia/tritonserver:24.10-py3 --model-repository={artifact.path} "
+            in argv) and "--http-address=127.0.0.1 --http-port=8000" in argv
+    # the image's python backend has no torch or servingbench
+    python_backend = get_adapter("triton", load_study("smoke", {"server.container": {"runtime": "docker"}}))
+    assert "pytorch, onnxruntime or tensorflow" in python_backend.unsupported_reason(model)
+    # a docker client without an engine: a clear error when the study is read, before any work
+    (fake / "docker").write_text("#!/bin/sh\nexit 1\n")
+    with pytest.raises(ServingbenchError, match="docker is installed but its engine is not running"):
+        get_adapter("triton", study)

@@ -163,6 +163,31 @@ def load_options(func):
     return func
 
 
+def _load_workers(ctx, param, value: str | None) -> int | str | None:
+    if value is None or value == "auto":
+        return value
+    if not value.isdigit():
+        raise click.BadParameter(f"must be a number of processes or auto, got '{value}'")
+    return int(value)
+
+
+def distributed_options(func):
+    """Locust's distributed mode for the closed loop: more load processes here, and load workers on other hosts."""
+    func = click.option("--master-bind", metavar="HOST:PORT",
+                        help="where the load master listens for workers (default: loopback on a free port; "
+                             "0.0.0.0:5557 with --remote-workers)")(func)
+    func = click.option("--remote-workers", type=click.IntRange(min=0),
+                        help="closed loop: wait for this many `servingbench worker --master HOST:PORT` processes "
+                             "on other hosts each trial")(func)
+    return click.option("--load-workers", callback=_load_workers, metavar="N|auto",
+                        help="closed loop: load processes on this host (Locust master/worker when more than 1); "
+                             "auto: one per core but one")(func)
+
+
+def _distributed_overrides(load_workers, remote_workers, master_bind) -> dict:
+    return {"load.workers": load_workers, "load.remote_workers": remote_workers, "load.master_bind": master_bind}
+
+
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("study", required=False)
 @click.option("--out", type=click.Path(path_type=Path), help="results folder (default results/<timestamp>)")
@@ -171,6 +196,7 @@ def load_options(func):
 @click.option("--scenarios", callback=_name_list,
               help="comma-separated: closed (the study's users), single_stream, multi_stream, server, offline, capacity")
 @load_options
+@distributed_options
 @click.option("--accuracy", is_flag=True, default=None,
               help="also score a LoadGen AccuracyOnly run (top-1 agreement, WER, ROUGE-L) against the in-process model")
 @click.option("--size", type=click.Choice(["tiny", "real"]), help="model size")
@@ -178,8 +204,11 @@ def load_options(func):
 @click.option("--threads", type=click.IntRange(min=1), help="intra-op threads per model worker")
 @click.option("--runtime", type=click.Choice(["eager", "torchscript", "onnxruntime"]),
               help="the network inside the Python frameworks (default torchscript, as the study)")
+@click.option("--container", type=click.Choice(["docker", "podman", "apptainer"]),
+              help="run each framework's server in its container image with this runtime (README \"Containers\")")
 def run(study, out, frameworks, models, scenarios, users, repetitions, duration, warmup, until_stable, max_duration,
-        target_qps, latency_bound_ms, percentile, find_capacity, slo, accuracy, size, weights, threads, runtime) -> None:
+        target_qps, latency_bound_ms, percentile, find_capacity, slo, load_workers, remote_workers, master_bind,
+        accuracy, size, weights, threads, runtime, container) -> None:
     """Run a STUDY: a preset (smoke, quick [default], study) or a YAML file."""
     from servingbench.display import Display
     from servingbench.orchestrate.study import StudyRunner
@@ -187,9 +216,10 @@ def run(study, out, frameworks, models, scenarios, users, repetitions, duration,
 
     resolved = load_study(study, {
         "frameworks": frameworks, "models": models, "size": size, "weights": weights, "accuracy": accuracy,
-        "server.threads": threads, "server.runtime": runtime,
+        "server.threads": threads, "server.runtime": runtime, "server.container.runtime": container,
         **_load_overrides(scenarios, users, repetitions, duration, warmup, until_stable, max_duration, target_qps,
                           latency_bound_ms, percentile, find_capacity, slo),
+        **_distributed_overrides(load_workers, remote_workers, master_bind),
     })
     if resolved.tune is not None:  # the study asks for tuning
         return _run_tune(resolved, out)
@@ -274,13 +304,18 @@ def tune(study, out, frameworks, models, size, weights, latency_bound_ms, percen
 @click.argument("directory", type=click.Path(path_type=Path))
 def report(directory: Path) -> None:
     """Re-render tables, figures and report.html from a saved results DIRECTORY (a tune folder's tune.json:
-    its tables, Pareto figures and tune-report.html)."""
+    its tables, Pareto figures and tune-report.html; a `servingbench slurm` folder: its jobs/ merged first)."""
     from servingbench.display import Display
     from servingbench.outputs.render import REPORT, render_outputs
     from servingbench.outputs.tune_outputs import TUNE_REPORT, render_tune_outputs
+    from servingbench.results.merge import has_job_folders, write_merged
     from servingbench.results.store import SUMMARY, load_summary
     from servingbench.results.tune_store import TUNE_FILE
 
+    if has_job_folders(directory):  # `servingbench slurm`'s per-job folders: merged into one study first
+        merged = write_merged(directory)
+        for line in merged.warnings():
+            click.echo(f"warning: {line}", err=True)
     written, pages = [], []
     tune = (directory / TUNE_FILE).is_file()
     if tune:
@@ -422,7 +457,9 @@ def _models_table(own: list) -> Table:
               help="folder for the packaged model and the server log")
 @click.option("--study", "study_file", type=click.Path(path_type=Path, dir_okay=False),
               help="a study file whose models: defines MODEL (your own model)")
-def serve(framework, model, size, weights, port, threads, runtime, out, study_file) -> None:
+@click.option("--container", type=click.Choice(["docker", "podman", "apptainer"]),
+              help="run each framework's server in its container image with this runtime (README \"Containers\")")
+def serve(framework, model, size, weights, port, threads, runtime, out, study_file, container) -> None:
     """Package MODEL (registered, or defined in --study FILE) for FRAMEWORK, start the server and keep it up
     until Ctrl-C."""
     from servingbench.adapters import get_adapter
@@ -435,7 +472,7 @@ def serve(framework, model, size, weights, port, threads, runtime, out, study_fi
 
     study = load_study(str(study_file) if study_file else "smoke", {
         "frameworks": [framework], "models": [model], "size": size, "weights": weights, "server.threads": threads,
-        "server.runtime": runtime})
+        "server.runtime": runtime, "server.container.runtime": container})
     adapter = get_adapter(framework, study)
     spec = get_model(study.models[0], size, weights, study.seed)
     availability = adapter.availability()
@@ -478,14 +515,15 @@ def serve(framework, model, size, weights, port, threads, runtime, out, study_fi
 @click.option("--content-type", help="Content-Type of the payload (default: from each file's extension)")
 @click.option("--header", "headers", multiple=True, help="extra header, 'Name: value' (repeatable)")
 @load_options
+@distributed_options
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="seconds before a request counts as failed")
 @click.option("--scenario", type=click.Choice(list(LOADGEN_SCENARIOS) + ["closed"]), default=None,
               help="closed-loop users (the study; the default) or an MLPerf LoadGen scenario")
 @click.option("--out", type=click.Path(path_type=Path), help="results folder (default results/<timestamp>)")
 def load(url, payload, payload_order, seed, metrics_url, method, content_type, headers, users, repetitions, duration,
-         warmup, until_stable, max_duration, target_qps, latency_bound_ms, percentile, find_capacity, slo, timeout,
-         scenario, out) -> None:
+         warmup, until_stable, max_duration, target_qps, latency_bound_ms, percentile, find_capacity, slo,
+         load_workers, remote_workers, master_bind, timeout, scenario, out) -> None:
     """Load-test any running HTTP endpoint at URL: closed-loop users, MLPerf LoadGen scenarios, capacity."""
     from servingbench.analysis.slo import parse_gates
     from servingbench.display import Display
@@ -504,8 +542,9 @@ def load(url, payload, payload_order, seed, metrics_url, method, content_type, h
                                 payload_seed=seed, content_type=content_type, headers=parsed_headers,
                                 metrics_url=metrics_url)
     scenarios = [scenario] if scenario else None if find_capacity else ["closed"]
-    overrides = _load_overrides(scenarios, users, repetitions, duration, warmup, until_stable, max_duration,
-                                target_qps, latency_bound_ms, percentile, find_capacity, slo)
+    overrides = {**_load_overrides(scenarios, users, repetitions, duration, warmup, until_stable, max_duration,
+                                   target_qps, latency_bound_ms, percentile, find_capacity, slo),
+                 **_distributed_overrides(load_workers, remote_workers, master_bind)}
     gates = parse_gates(overrides.pop("slo") or [])
     # Shorter defaults than a study's: one endpoint, a quick look.
     values = {"users": [1, 10], "repetitions": 1, "duration_s": 10.0, "warmup_s": 2.0, "request_timeout_s": timeout}
@@ -515,6 +554,55 @@ def load(url, payload, payload_order, seed, metrics_url, method, content_type, h
     out = out or default_results_dir()
     summary = load_url(endpoint, load_config, gates, out, display)
     _finish(summary, display, out.resolve())
+
+
+@cli.command()
+@click.option("--master", required=True, metavar="HOST:PORT",
+              help="the load master: the host running `servingbench run/load` with --remote-workers, and its "
+                   "--master-bind port (5557 by default)")
+@click.option("--trials", type=click.IntRange(min=1), help="stop after this many trials (default: until Ctrl-C)")
+def worker(master: str, trials: int | None) -> None:
+    """Be a load worker on this host: take trial after trial from the master at HOST:PORT, send its users'
+    requests, record them and hand the records back (Locust's distributed mode)."""
+    from servingbench.load.closed_loop import run_load_worker
+
+    run_load_worker(master, trials)
+
+
+@cli.command()
+@click.argument("study")
+@click.option("--partition", required=True, help="the SLURM partition every job runs in")
+@click.option("--gres", help="generic resources per node, e.g. gpu:1")
+@click.option("--time", "time_limit", metavar="HH:MM:SS", help="each job's time limit (SLURM's forms)")
+@click.option("--account", help="the SLURM account to charge")
+@click.option("--out", type=click.Path(path_type=Path),
+              help="the shared folder every job writes into, seen by all nodes (default results/<timestamp>)")
+@click.option("--load-nodes", type=click.IntRange(min=0), default=0, show_default=True,
+              help="nodes for load workers besides the server's (0: server and load in one allocation)")
+@click.option("--frameworks", callback=_name_list, help="comma-separated, e.g. reference,torchserve")
+@click.option("--models", callback=_name_list, help="comma-separated, e.g. resnet50,wav2vec2-truncated")
+@click.option("--dry-run", is_flag=True, help="only write the scripts (submit them yourself with sbatch)")
+def slurm(study, partition, gres, time_limit, account, out, load_nodes, frameworks, models, dry_run) -> None:
+    """Write one sbatch script per framework x model of STUDY (a preset or a YAML file) and submit them; each
+    job runs `servingbench run` into OUT/jobs/, and `servingbench report OUT` merges them into one study."""
+    from servingbench.cluster.slurm import slurm_resources, submit, write_scripts
+    from servingbench.results.store import default_results_dir
+
+    resolved = load_study(study, {"frameworks": frameworks, "models": models})
+    resources = slurm_resources(partition=partition, gres=gres, time=time_limit, account=account,
+                                load_nodes=load_nodes)
+    jobs = write_scripts(resolved, out or default_results_dir(), resources)
+    shared = jobs[0].study_file.parent
+    for job in jobs:
+        click.echo(f"wrote {job.script}")
+    if dry_run:
+        click.echo(f"submit each with `sbatch SCRIPT`; when they are done: servingbench report {shared}")
+        return
+    submitted = submit(jobs, partition)
+    for job in submitted.jobs:
+        click.echo(f"submitted job {job.job_id}: {job.framework} / {job.model} -> {job.out}")
+    click.echo(f"follow them: squeue -j {','.join(j.job_id for j in submitted.jobs)} (logs in {shared}/slurm/logs)")
+    click.echo(f"when they are done: servingbench report {shared}")
 
 
 @cli.command()
@@ -533,6 +621,27 @@ def install(frameworks: tuple[str, ...]) -> None:
             continue
         python = create_layered_venv(name, requirements, log=lambda line, n=name: click.echo(f"{n}: {line}"))
         click.echo(f"{name}: ready ({python})")
+
+
+@cli.command()
+@click.argument("frameworks", nargs=-1)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("images"), show_default=True,
+              help="folder for the definition files; server.container.image_dir looks there for <framework>.sif")
+def images(frameworks: tuple[str, ...], out: Path) -> None:
+    """Write the container image definitions (Apptainer .def and a Dockerfile) of FRAMEWORKS (default: all) whose
+    server runs servingbench's own code; the others run from their official image and need none."""
+    from servingbench.adapters import adapter_class, adapter_names
+    from servingbench.launch.image_definitions import image_tag, sif_path, source_tree, write_definitions
+
+    for name in frameworks or adapter_names():
+        framework = adapter_class(name)
+        if not framework.runs_servingbench_code:
+            click.echo(f"{name}: runs from its official image {framework.container_image}" if framework.container_image
+                       else f"{name}: starts no server; no image")
+            continue
+        definition, dockerfile = write_definitions(framework.image_recipe(), out)
+        click.echo(f"{name}: apptainer build {sif_path(name, out)} {definition}")
+        click.echo(f"{name}: docker build -f {dockerfile} -t {image_tag(name)} {source_tree()}")
 
 
 @cli.command()

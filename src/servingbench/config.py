@@ -48,6 +48,14 @@ class LoadSettings(_Strict):
     min_query_count: int | None = Field(None, ge=1, description="LoadGen's minimum queries per trial; default: "
                                                                 "enough for its early stopping to certify the "
                                                                 "percentile in server runs, 100 otherwise")
+    workers: int | Literal["auto"] = Field(1, description="closed loop: load processes on this host (Locust "
+                                                          "master/worker when more than 1); auto: one per core "
+                                                          "but one, at most one per user")
+    remote_workers: int = Field(0, ge=0, description="closed loop: `servingbench worker --master HOST:PORT` "
+                                                     "processes on other hosts each trial waits for")
+    master_bind: str | None = Field(None, description="HOST:PORT the Locust master listens on; default: loopback "
+                                                      "on a free port, or 0.0.0.0:5557 with remote workers")
+    worker_wait_s: float = Field(300.0, gt=0, description="how long a trial waits for its load workers to connect")
 
     @field_validator("users")
     @classmethod
@@ -68,6 +76,29 @@ class LoadSettings(_Strict):
             raise ValueError("must be a positive rate or a non-empty list of positive rates")
         return list(dict.fromkeys(rates))
 
+    @field_validator("workers")
+    @classmethod
+    def _some_workers(cls, workers: int | str) -> int | str:
+        if isinstance(workers, int) and workers < 0:
+            raise ValueError("must be 0 or more load processes, or auto")
+        return workers
+
+    @field_validator("master_bind")
+    @classmethod
+    def _host_and_port(cls, bind: str | None) -> str | None:
+        host, _, port = (bind or "").rpartition(":")
+        if bind is not None and not (host and port.isdigit() and 0 <= int(port) < 65536):
+            raise ValueError(f"must be HOST:PORT, e.g. 0.0.0.0:5557, got '{bind}'")
+        return bind
+
+    @model_validator(mode="after")
+    def _distributed_closed_loop(self) -> "LoadSettings":
+        if self.workers == 0 and not self.remote_workers:
+            raise ValueError("workers: 0 needs remote_workers (someone must send the requests)")
+        if self.until_stable and (self.remote_workers or self.workers not in (1, "auto")):
+            raise ValueError("until_stable needs the single load process: drop workers/remote_workers")
+        return self
+
     @model_validator(mode="after")
     def _room_for_stability(self) -> "LoadSettings":
         if self.until_stable and self.max_duration_s < 3 * self.stability_window_s:
@@ -85,6 +116,17 @@ class LoadSettings(_Strict):
         return list(dict.fromkeys(scenarios))
 
 
+class ContainerSettings(_Strict):
+    """`server.container`: every framework's server in a container (README "Containers")."""
+
+    runtime: Literal["docker", "podman", "apptainer"] | None = Field(None, description="null: the first installed")
+    images: dict[str, str] = Field(default_factory=dict, description="per framework: the image instead of its "
+                                   "default (a registry name, docker://name or a .sif file)")
+    image_dir: Path = Field(Path("images"), description="apptainer: where the .sif files built from `servingbench "
+                            "images` definition files are (<framework>.sif)")
+    gpus: bool = Field(False, description="give the container the host's NVIDIA GPUs (--gpus all, --nv)")
+
+
 class ServerSettings(_Strict):
     """Settings that reach every framework; adapters read framework-specific ones from `options`."""
 
@@ -95,6 +137,7 @@ class ServerSettings(_Strict):
                                    "Serve, ...): the eager model, a TorchScript trace (as the study) or onnxruntime")
     startup_timeout_s: float = Field(300.0, gt=0)
     options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-framework extras")
+    container: ContainerSettings | None = Field(None, description="null: servers run on this host")
 
 
 class EndpointSettings(_Strict):

@@ -41,9 +41,19 @@ class Display:
         with Progress(*columns, console=self.console, transient=True, disable=not self.console.is_terminal) as bar:
             task = bar.add_task(label, total=total_s, done=0)
             start = time.monotonic()
+            waiting_said = False
 
             def update(progress: dict) -> None:
-                bar.update(task, completed=min(time.monotonic() - start, total_s),
+                nonlocal waiting_said
+                description = label
+                if "expected" in progress:  # a distributed trial's master waiting for its load workers
+                    description = f"{label} · load workers {progress['connected']}/{progress['expected']}"
+                    if not waiting_said:
+                        self.console.print(f"  waiting for {progress['expected']} load workers at {progress['master']}"
+                                           f" (on other hosts: servingbench worker --master HOST:PORT)",
+                                           highlight=False)
+                        waiting_said = True
+                bar.update(task, completed=min(time.monotonic() - start, total_s), description=description,
                            done=progress.get("done", 0))
 
             yield update

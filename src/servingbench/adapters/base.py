@@ -18,7 +18,9 @@ import numpy as np
 from servingbench.adapters.written_config import ServableConfig, written_files
 from servingbench.config import ServerSettings, Study
 from servingbench.errors import ServingbenchError
+from servingbench.launch.containers import Container, find_runtime, image_reference, runtime_problem
 from servingbench.launch.contracts import LaunchSpec, Ports
+from servingbench.launch.image_definitions import ImageRecipe, image_tag, sif_path
 from servingbench.load.contracts import PreparedRequest
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
@@ -120,6 +122,14 @@ class Adapter(ABC):
     description: ClassVar[str]
     option_defaults: ClassVar[dict[str, Any]] = {}  # the framework's `server.options.<name>` and defaults
     option_choices: ClassVar[dict[str, tuple[str, ...]]] = {}  # options that take one of a few values
+    # Containers (`server.container`). `container_image`: the framework's official image. A server that runs
+    # servingbench's own code (a handler, the served-model folder) can't run from it, which lacks servingbench: it
+    # runs from the image `servingbench images` defines (launch/image_definitions.py), with `image_extras` (pip
+    # extras of servingbench) and `image_system_packages` (Debian packages) in it.
+    container_image: ClassVar[str | None] = None
+    runs_servingbench_code: ClassVar[bool] = True
+    image_extras: ClassVar[tuple[str, ...]] = ()
+    image_system_packages: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, study: Study):
         self.study = study
@@ -132,6 +142,37 @@ class Adapter(ABC):
         for key, choices in self.option_choices.items():
             if self.settings[key] not in choices:
                 raise ServingbenchError(f"server.options.{self.name}.{key} must be one of {', '.join(choices)}")
+        self.container = self._container()  # a missing runtime or image fails here, before any work
+
+    def _container(self) -> Container | None:
+        """The runtime and image `server.container` runs this framework's server in; None: on this host."""
+        settings = self.study.server.container
+        if settings is None:
+            return None
+        problem = runtime_problem(settings.runtime)
+        if problem:
+            raise ServingbenchError(f"server.container: {problem}")
+        runtime = find_runtime(settings.runtime)
+        assert runtime is not None
+        image = settings.images.get(self.name)
+        if image is None and self.runs_servingbench_code:
+            image = str(sif_path(self.name, settings.image_dir)) if runtime == "apptainer" else image_tag(self.name)
+        image = image or self.container_image
+        if image is None:  # nothing to start (an external server)
+            return None
+        reference = image_reference(runtime, image)
+        if reference.endswith(".sif") and not Path(reference).is_file():
+            raise ServingbenchError(f"server.container: no image {reference} for {self.name}: servingbench images "
+                                    f"{self.name} --out {settings.image_dir}, then apptainer build {reference} "
+                                    f"{settings.image_dir / f'{self.name}.def'} (or set server.container.images."
+                                    f"{self.name})")
+        return Container(runtime, reference, settings.gpus)
+
+    @classmethod
+    def image_recipe(cls) -> ImageRecipe:
+        """What this framework's image holds; the pins of its layered environment, if it has one, last."""
+        return ImageRecipe(cls.name, cls.image_extras, tuple(getattr(cls, "venv_requirements", ())),
+                           cls.image_system_packages, cls.container_image)
 
     @abstractmethod
     def availability(self) -> Availability:

@@ -42,6 +42,7 @@ class BentoMLAdapter(PythonFrameworkAdapter):
     name = "bentoml"
     description = "BentoML (a @bentoml.service class served by bentoml serve)"
     server_packages = ("bentoml",)
+    image_extras = ("bentoml",)
     option_defaults = {"api_threads": 1, "max_concurrency": None, "timeout_s": 60, "batching": False,
                        "max_batch_size": 100, "max_latency_ms": 60000}
 

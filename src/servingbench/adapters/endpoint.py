@@ -97,6 +97,7 @@ def endpoint_request(settings: EndpointSettings, sample: Sample | None) -> Prepa
 class EndpointAdapter(Adapter):
     name = "endpoint"
     description = "a server you run yourself (study field endpoint.url)"
+    runs_servingbench_code = False  # it starts no server: nothing to put in a container
 
     def availability(self) -> Availability:
         if self.study.endpoint is None:

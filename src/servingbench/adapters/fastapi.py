@@ -18,6 +18,7 @@ class FastAPIAdapter(PythonFrameworkAdapter):
     name = "fastapi"
     description = "the model behind FastAPI + uvicorn workers (the do-it-yourself baseline)"
     server_packages = ("fastapi", "uvicorn")
+    image_extras = ("fastapi",)
 
     def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
         argv = (self.python, "-m", "uvicorn", "servingbench.adapters.fastapi_app:app", "--host", "127.0.0.1",

@@ -27,6 +27,7 @@ class LitServeAdapter(PythonFrameworkAdapter):
     name = "litserve"
     description = "Lightning AI LitServe (a LitAPI run by LitServer)"
     server_packages = ("litserve",)
+    image_extras = ("litserve",)
     option_defaults = {"max_batch_size": 1, "batch_timeout_s": 0.0, "timeout_s": 30.0}
 
     def knobs(self, host: Host) -> list[Knob]:

@@ -22,7 +22,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from servingbench.adapters.base import Artifact
+from servingbench.adapters.base import Artifact, Availability
 from servingbench.adapters.python_framework import PythonFrameworkAdapter
 from servingbench.errors import ServingbenchError
 from servingbench.launch.contracts import LaunchSpec, Ports
@@ -34,8 +34,12 @@ class MLflowAdapter(PythonFrameworkAdapter):
     name = "mlflow"
     description = "the model as an MLflow pyfunc model behind `mlflow models serve` (uvicorn workers)"
     server_packages = ("mlflow",)
+    container_image = "ghcr.io/mlflow/mlflow:v3.17.2"
     venv_requirements = ("mlflow==3.17.2",)
     predict_path = "/invocations"
+
+    def availability(self) -> Availability:
+        return self.host_availability()  # package() runs MLflow here (save_model), also for a server in a container
 
     def mlflow_env(self, run_dir: Path) -> dict[str, str]:
         """MLflow's tracking store and every temp file in the run folder, and no usage telemetry (on by

@@ -48,6 +48,7 @@ class MLServerAdapter(PythonFrameworkAdapter):
     name = "mlserver"
     description = "Seldon MLServer (a custom MLModel runtime, V2 inference protocol)"
     server_packages = ("mlserver",)
+    container_image = "seldonio/mlserver:1.7.1"
     # uvloop 0.22 no longer makes a loop in get_event_loop(), which MLServer's workers call at start.
     venv_requirements = ("mlserver==1.7.1", "uvloop<0.22")
     option_defaults = {"max_batch_size": 0, "max_batch_time": 0.0}

@@ -39,6 +39,12 @@ class PythonFrameworkAdapter(Adapter):
         return str(venv_python(self.name)) if self.venv_requirements else sys.executable
 
     def availability(self) -> Availability:
+        if self.container:  # the server's packages are in its image; packaging needs only servingbench here
+            return Availability(True, details={"container": str(self.container)})
+        return self.host_availability()
+
+    def host_availability(self) -> Availability:
+        """The server's packages installed here (in servingbench's environment or the framework's layer)."""
         if self.venv_requirements:
             if not Path(self.python).exists():
                 return Availability(False, f"its environment {venv_dir(self.name)} is missing: "

@@ -51,6 +51,8 @@ class RayServeAdapter(PythonFrameworkAdapter):
     name = "rayserve"
     description = "Ray Serve: the model in a Serve deployment, Serve's HTTP proxy in front (private local Ray)"
     server_packages = ("ray",)
+    container_image = "rayproject/ray:2.60.0-py311-cpu"
+    image_extras = ("rayserve",)
     option_defaults = {"max_ongoing_requests": 5, "max_batch_size": 1, "batch_wait_timeout_s": 0.01}
 
     def knobs(self, host: Host) -> list[Knob]:

@@ -4,14 +4,13 @@ exports/savedmodel.py), `tensorflow_model_server` with a model config file, REST
 As in the study, the client preprocesses and TF Serving runs only the network: requests are TF
 Serving's REST JSON (`{"signature_name": ..., "instances": [...]}`) or a gRPC
 `PredictionService/Predict` message. The server is `tensorflow_model_server` on PATH (or
-`server.options.tfserving.binary`), or the `tensorflow/serving` image run by docker, podman or
-apptainer (`container_image`). Neither exists on the build machine (no pip or apt package, no
-container engine), so there the adapter reports itself unavailable; the tests drive it against a
+`server.options.tfserving.binary`), or the `tensorflow/serving` image (`container_image`) run by docker,
+podman or apptainer when the study sets `server.container`. Neither exists on the build machine (no pip or
+apt package, no container engine), so there the adapter reports itself unavailable; the tests drive it against a
 test-only stand-in that loads the SavedModel with TensorFlow and speaks TF Serving's APIs.
 
 Settings: `server.threads` (TensorFlow's intra- and inter-op threads), `server.workers` (sizes only the
-REST thread pool: 4 per worker, at least 4); `server.options.tfserving`: binary, container_image,
-container_runtime, protocol, batching with its BatchingParameters max_batch_size, batch_timeout_micros,
+REST thread pool: 4 per worker, at least 4); `server.options.tfserving`: binary, protocol, batching with its BatchingParameters max_batch_size, batch_timeout_micros,
 num_batch_threads, max_enqueued_batches. `servingbench tune` searches threads, batching and, with it on,
 max_batch_size, batch_timeout_micros and num_batch_threads (threads x batch threads within the host's
 cores); not workers, which adds no model copy.
@@ -45,17 +44,15 @@ from servingbench.exports.savedmodel import (
     tensorflow_missing,
     variable_axes,
 )
-from servingbench.launch.containers import find_runtime, runtime_problem
 from servingbench.launch.contracts import LaunchSpec, Ports
 from servingbench.load.contracts import PreparedRequest
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
 BINARY = "tensorflow_model_server"
-DEFAULTS = {"binary": None, "container_image": None, "container_runtime": None, "protocol": "http",
+DEFAULTS = {"binary": None, "protocol": "http",
             "batching": False, "max_batch_size": 8, "batch_timeout_micros": 1000, "num_batch_threads": 1,
             "max_enqueued_batches": 100}
 PROTOCOLS = ("http", "grpc")
-CONTAINER_MODELS = "/models"
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 # TF Serving's Prometheus names, in servingbench's (see Adapter.scrape_metrics); latencies in microseconds.
@@ -88,8 +85,8 @@ message_type { name: "BatchingParameters"
 """
 INSTALL_HINT = ("install TF Serving (Google's apt repository "
                 "https://storage.googleapis.com/tensorflow-serving-apt, package tensorflow-model-server) and put "
-                f"{BINARY} on PATH, or set server.options.tfserving.binary, or container_image: tensorflow/serving "
-                "on a host with docker, podman or apptainer")
+                f"{BINARY} on PATH, or set server.options.tfserving.binary, or run its official image "
+                "(tensorflow/serving) with --container docker|podman|apptainer")
 
 
 class TFServingAdapter(Adapter):
@@ -98,6 +95,8 @@ class TFServingAdapter(Adapter):
 
     option_defaults = DEFAULTS
     option_choices = {"protocol": PROTOCOLS}
+    container_image = "tensorflow/serving:2.19.0"
+    runs_servingbench_code = False  # it serves the SavedModel as it is
 
     def __init__(self, study):
         super().__init__(study)
@@ -114,19 +113,12 @@ class TFServingAdapter(Adapter):
     def _binary(self) -> str | None:
         return self.settings["binary"] or shutil.which(BINARY)
 
-    def _container_runtime(self) -> str | None:
-        return find_runtime(self.settings["container_runtime"])
-
     def availability(self) -> Availability:
         missing = tensorflow_missing()
         if missing:
             return Availability(False, f"the SavedModel export needs TensorFlow: {missing}")
-        if self.settings["container_image"]:
-            problem = runtime_problem(self.settings["container_runtime"])
-            if problem:
-                return Availability(False, f"container_image is set but {problem}")
-            return Availability(True, details={"container": f"{self._container_runtime()} "
-                                                            f"{self.settings['container_image']}"})
+        if self.container:  # its runtime was found when the adapter was made
+            return Availability(True, details={"container": str(self.container)})
         binary = self._binary()
         if binary is None:
             return Availability(False, f"{BINARY} not found on PATH (it has no pip package): {INSTALL_HINT}")
@@ -146,11 +138,10 @@ class TFServingAdapter(Adapter):
 
     def server_files(self, artifact: Artifact, run_dir: Path) -> dict[str, Path]:
         """The model config, monitoring and (if batching) batching parameter files, in the protobuf text format
-        tensorflow_model_server reads; paths as the server sees them."""
+        tensorflow_model_server reads (a container binds the models at the same path)."""
         from google.protobuf import text_format
 
-        models_root = CONTAINER_MODELS if self.settings["container_image"] else str(artifact.path)
-        messages = {"model_config": model_server_config(artifact.model, f"{models_root}/{artifact.model}"),
+        messages = {"model_config": model_server_config(artifact.model, str(artifact.path / artifact.model)),
                     "monitoring": monitoring_config(METRICS_PATH)}
         if self.settings["batching"]:
             messages["batching"] = batching_parameters({key: self.settings[key] for key in BATCHING_PARAMETERS})
@@ -172,24 +163,12 @@ class TFServingAdapter(Adapter):
                  f"--rest_api_num_threads={max(4, self.study.server.workers * 4)}"]
         if "batching" in files:
             flags += ["--enable_batching", f"--batching_parameters_file={files['batching']}"]
-        image = self.settings["container_image"]
-        argv = [*self._container_argv(image, artifact.path, files), *flags] if image else [self._binary(), *flags]
+        argv = [BINARY if self.container else self._binary(), *flags]  # in a container: the image's server
         http = f"http://127.0.0.1:{ports.http}"
         return LaunchSpec(base_url=http if self.settings["protocol"] == "http" else f"grpc://127.0.0.1:{ports.grpc}",
                           ready_url=f"{http}/v1/models/{artifact.model}", argv=tuple(argv), cwd=run_dir,
                           ready_body='"AVAILABLE"',
                           fatal_log_patterns=("Failed to start server", f"{{name: {artifact.model} version: 1}} failed"))
-
-    def _container_argv(self, image: str, models: Path, files: dict[str, Path]) -> list[str]:
-        """The image's server with our flags on the host network; models and config files mounted read-only."""
-        runtime = self._container_runtime()
-        mounts = [(models, CONTAINER_MODELS), *((f.parent, str(f.parent)) for f in files.values())]
-        unique = list(dict.fromkeys((str(a), b) for a, b in mounts))
-        if runtime == "apptainer":
-            binds = [arg for host, inside in unique for arg in ("--bind", f"{host}:{inside}:ro")]
-            return [runtime, "exec", *binds, f"docker://{image}", BINARY]
-        volumes = [arg for host, inside in unique for arg in ("-v", f"{host}:{inside}:ro")]
-        return [runtime, "run", "--rm", "--init", "--network=host", *volumes, "--entrypoint", BINARY, image]
 
     # -- requests -----------------------------------------------------------------------------------------------
 

@@ -71,19 +71,26 @@ class TorchServeAdapter(Adapter):
     description = "PyTorch TorchServe (Java frontend, Python workers, custom handler)"
 
     option_defaults = DEFAULTS
+    container_image = "pytorch/torchserve:0.12.0-cpu"
+    image_extras = ("torchserve",)
+    image_system_packages = ("openjdk-17-jre-headless",)
 
     def __init__(self, study):
         super().__init__(study)
         self._key_file: Path | None = None
 
     def availability(self) -> Availability:
+        # In a container the server and its Java are in the image; the archiver still runs here (package()).
         java = shutil.which("java")
-        if java is None:
+        if java is None and not self.container:
             return Availability(False, "Java 11+ is missing: apt-get install openjdk-17-jre-headless")
-        missing = [tool for tool in ("torchserve", "torch-model-archiver") if not _venv_tool(tool).exists()]
+        tools = ("torch-model-archiver",) if self.container else ("torchserve", "torch-model-archiver")
+        missing = [tool for tool in tools if not _venv_tool(tool).exists()]
         if missing:
             return Availability(False, f"{' and '.join(missing)} not installed: pip install 'servingbench[torchserve]'")
-        return Availability(True, details={"torchserve": importlib.metadata.version("torchserve"), "java": java})
+        if self.container:
+            return Availability(True, details={"container": str(self.container)})
+        return Availability(True, details={"torchserve": importlib.metadata.version("torchserve"), "java": str(java)})
 
     def knobs(self, host: Host) -> list[Knob]:
         return [*core_knobs(host), runtime_knob(), *self.batching_knobs("batch_size", 1, "max_batch_delay_ms", "ms")]

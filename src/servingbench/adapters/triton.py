@@ -7,8 +7,8 @@ study's TorchScript route could not serve), and for hosts whose Triton has them 
 (TorchScript `model.pt`, the study's "Triton (PyTorch)"), `onnxruntime` (`model.onnx`) and
 `tensorflow` (`model.savedmodel`, the SavedModel TF Serving gets: the study's "Triton (TensorFlow)").
 The server is the `tritonserver` binary bundled in the `nvidia-pytriton` wheel (python backend
-only), one you give with `server.options.triton.server`, or the official container image
-(`container_image`) run by docker, podman or apptainer where one is installed.
+only), one you give with `server.options.triton.server`, or the official image (`container_image`) run by
+docker, podman or apptainer when the study sets `server.container` (launch/containers.py).
 
 `servingbench tune` searches `server.workers` (the instance count), `server.threads`, max_batch_size
 (dynamic batching) with max_queue_delay_us, and either the backend (where this host's Triton has more
@@ -46,17 +46,15 @@ from servingbench.exports.savedmodel import INPUT as SAVEDMODEL_INPUT
 from servingbench.exports.savedmodel import OUTPUT as SAVEDMODEL_OUTPUT
 from servingbench.exports.savedmodel import export_savedmodel, tensorflow_missing, variable_axes
 from servingbench.exports.torchscript import export_torchscript
-from servingbench.launch.containers import find_runtime, runtime_problem
 from servingbench.launch.contracts import LaunchSpec, Ports
 from servingbench.load.contracts import PreparedRequest
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 
 DEFAULTS = {"backend": "python", "max_batch_size": 0, "max_queue_delay_us": 0, "protocol": "http",
-            "binary": True, "server": None, "container_image": None, "container_runtime": None}
-# The official image's backends (nvcr.io/nvidia/tritonserver:<yy.mm>-py3). Its python backend has no
-# torch or servingbench, so with a container use the pytorch or onnxruntime backend.
+            "binary": True, "server": None}
+# The official image's backends. Its python backend has no torch or servingbench, so in a container use the
+# pytorch, onnxruntime or tensorflow backend.
 CONTAINER_BACKENDS = ["onnxruntime", "python", "pytorch", "tensorflow"]
-CONTAINER_REPOSITORY = "/models"
 PACKAGED_BACKENDS = ("python", "pytorch", "onnxruntime", "tensorflow")  # what package() writes repositories for
 REPOSITORY, BACKENDS = "repository", "backends"  # in a written configuration
 PROTOCOLS = ("http", "grpc")
@@ -108,6 +106,8 @@ class TritonAdapter(Adapter):
 
     option_defaults = DEFAULTS
     option_choices = {"protocol": PROTOCOLS}
+    container_image = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51, the server nvidia-pytriton bundles
+    runs_servingbench_code = False  # its pytorch, onnxruntime and tensorflow backends serve exports as they are
 
     def __init__(self, study):
         super().__init__(study)
@@ -121,12 +121,9 @@ class TritonAdapter(Adapter):
         bundled = _bundled_root()
         return bundled / "bin" / "tritonserver" if bundled else None
 
-    def _container_runtime(self) -> str | None:
-        return find_runtime(self.settings["container_runtime"])
-
     def backends(self) -> list[str]:
         """Backends this host's Triton has: the bundled server ships only python."""
-        if self.settings["container_image"]:
+        if self.container:
             return CONTAINER_BACKENDS
         if self.settings["server"]:
             backend_dir = Path(self.settings["server"]).parent.parent / "backends"
@@ -137,7 +134,7 @@ class TritonAdapter(Adapter):
         """Backends this host's Triton has and servingbench can package for, the configured one first. The
         official image's python backend has no torch or servingbench; TensorFlow exports need TensorFlow here."""
         found = [b for b in self.backends() if b in PACKAGED_BACKENDS
-                 and not (b == "python" and self.settings["container_image"])
+                 and not (b == "python" and self.container)
                  and not (b == "tensorflow" and tensorflow_missing())]
         return sorted(found, key=lambda b: b != self.settings["backend"])
 
@@ -150,12 +147,8 @@ class TritonAdapter(Adapter):
         return [*core_knobs(host), *network, *self.batching_knobs("max_batch_size", 0, "max_queue_delay_us", "us")]
 
     def availability(self) -> Availability:
-        if self.settings["container_image"]:
-            problem = runtime_problem(self.settings["container_runtime"])
-            if problem:
-                return Availability(False, f"container_image is set but {problem}")
-            return Availability(True, details={"container": f"{self._container_runtime()} {self.settings['container_image']}",
-                                               "backends": ",".join(self.backends())})
+        if self.container:  # its runtime was found when the adapter was made
+            return Availability(True, details={"container": str(self.container), "backends": ",".join(self.backends())})
         server = self._server()
         if server is None:
             return Availability(False, "no tritonserver: ./setup.sh installs the one bundled in nvidia-pytriton "
@@ -167,6 +160,9 @@ class TritonAdapter(Adapter):
 
     def unsupported_reason(self, model: ModelSpec) -> str | None:
         backend = self.settings["backend"]
+        if backend == "python" and self.container:
+            return ("the official image's python backend has no torch or servingbench: set "
+                    "server.options.triton.backend to pytorch, onnxruntime or tensorflow")
         if backend not in self.backends():
             return (f"Triton's {backend} backend is not installed here (this host has: "
                     f"{', '.join(self.backends()) or 'none'}); use the official container on a host that has it")
@@ -231,14 +227,12 @@ class TritonAdapter(Adapter):
     # -- launching ----------------------------------------------------------------------------------------------
 
     def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
-        image = self.settings["container_image"]
         flags = ["--disable-auto-complete-config",
                  "--http-address=127.0.0.1", f"--http-port={ports.http}",
                  "--grpc-address=127.0.0.1", f"--grpc-port={ports.grpc}",
                  "--metrics-address=127.0.0.1", f"--metrics-port={ports.metrics}", "--exit-timeout-secs=10"]
-        if image:
-            repository = f"--model-repository={CONTAINER_REPOSITORY}"
-            argv = [*self._container_argv(image, artifact.path), "tritonserver", repository, *flags]
+        if self.container:  # the image's tritonserver; the repository is bound at the same path
+            argv = ["tritonserver", f"--model-repository={artifact.path}", *flags]
         else:
             argv = [str(self._server()), f"--model-repository={artifact.path}", *flags, "--allow-gpu-metrics=false"]
         env = {"OMP_NUM_THREADS": str(self.study.server.threads), "MKL_NUM_THREADS": str(self.study.server.threads),
@@ -246,7 +240,7 @@ class TritonAdapter(Adapter):
                # the stub finds its Python on PATH: the one servingbench (and torch) is installed in
                "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}"}
         bundled = _bundled_root()
-        if bundled and not self.settings["server"] and not image:
+        if bundled and not self.settings["server"] and not self.container:
             argv += [f"--backend-directory={self._backend_dir(bundled, run_dir)}",
                      f"--cache-directory={bundled / 'caches'}"]
             # The wheel's libraries, and this Python's libpython (else the stub loads the system one).
@@ -261,12 +255,11 @@ class TritonAdapter(Adapter):
     def write_config(self, artifact: Artifact, launch: LaunchSpec, run_dir: Path, target: Path) -> ServableConfig:
         """A copy of the model repository as served (config.pbtxt with its instance count and dynamic batching,
         model.py; the network hard-linked) and tritonserver's command line with the launch's flags and environment
-        on it: `repository/` (mounted by absolute path into a container), and for the bundled server its python
+        on it: `repository/` (bound by absolute path into a container), and for the bundled server its python
         backend, copied to `backends/`."""
         assert launch.argv is not None
         place(artifact.path, target / REPOSITORY)
-        image = self.settings["container_image"]
-        moved = {str(artifact.path): str((target / REPOSITORY).resolve()) if image else REPOSITORY}
+        moved = {str(artifact.path): str((target / REPOSITORY).resolve()) if self.container else REPOSITORY}
         bundled = _bundled_root()
         if bundled and f"--backend-directory={run_dir / BACKENDS}" in launch.argv:
             self._backend_dir(bundled, target)
@@ -275,15 +268,6 @@ class TritonAdapter(Adapter):
         for old, new in moved.items():
             argv = [arg.replace(old, new) for arg in argv]
         return ServableConfig(written_files(target), env_command(launch.env, argv))
-
-    def _container_argv(self, image: str, repository: Path) -> list[str]:
-        """Run the image on the host network (loopback ports as chosen), the repository mounted read-only."""
-        runtime = self._container_runtime()
-        if runtime == "apptainer":
-            return [runtime, "exec", "--nv", "--bind", f"{repository}:{CONTAINER_REPOSITORY}:ro", f"docker://{image}"]
-        gpus = ["--gpus", "all"] if shutil.which("nvidia-smi") else []
-        return [runtime, "run", "--rm", "--init", "--network=host", *gpus,
-                "-v", f"{repository}:{CONTAINER_REPOSITORY}:ro", image]
 
     @staticmethod
     def _backend_dir(bundled: Path, run_dir: Path) -> Path:

@@ -27,7 +27,8 @@ def trial_warnings(counts: TrialCounts, load_cpu_percent: float, stability: Stab
                      "p50); raise max_duration_s or stability_tolerance_pct, or quiet the host")
     if load_cpu_percent >= LOAD_CPU_BOUND_PERCENT:
         found.append(f"load generator used {load_cpu_percent:.0f}% of a core: throughput may be its limit, "
-                     "not the server's; run fewer users or the generator on another host")
+                     "not the server's; spread it over more processes (--load-workers N or auto), run fewer "
+                     "users, or run it on another host (servingbench worker --master)")
     for problem in (send_growth_warning(counts), lag_warning(counts)):
         if problem:
             found.append(problem)

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -19,11 +20,28 @@ Result = TypeVar("Result", bound=BaseModel)
 WORKER_SLACK_S = 90
 
 
+def local_load_workers(setting: int | str, users: int) -> int:
+    """Load processes on this host for a closed loop of `users`: `auto` is one per core this process may use but
+    one (left to the server and the master), at most one per user; 1 is the single plain process."""
+    count = max(1, len(os.sched_getaffinity(0)) - 1) if setting == "auto" else int(setting)
+    return min(count, users)
+
+
 def run_closed_loop(plan: ClosedLoopPlan, work_dir: Path, on_progress: Progress | None = None,
                     on_started: Callable[[int], None] | None = None) -> ClosedLoopResult:
     """Runs the trial; `on_started` gets the load generator's pid (for resource telemetry)."""
     return run_worker("servingbench.load.locust_worker", plan, ClosedLoopResult, work_dir,
                       plan.longest_s + plan.request_timeout_s + WORKER_SLACK_S, on_progress, on_started)
+
+
+def run_load_worker(master: str, trials: int | None) -> NoReturn:
+    """Becomes a load worker of the master at HOST:PORT. The process is replaced by a fresh interpreter: Locust
+    patches the standard library with gevent, which must happen before anything else is imported."""
+    host, _, port = master.rpartition(":")
+    if not host or not port.isdigit():
+        raise ServingbenchError(f"--master must be HOST:PORT, e.g. 10.0.0.5:5557, got '{master}'")
+    argv = [sys.executable, "-m", "servingbench.load.locust_remote", master]
+    os.execv(sys.executable, argv + (["--trials", str(trials)] if trials else []))
 
 
 def run_worker(module: str, plan: WorkerPlan, result_type: type[Result], work_dir: Path, limit_s: float,

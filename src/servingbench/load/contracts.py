@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Protocol = Literal["http", "grpc"]
 LOADGEN_SCENARIOS = ("single_stream", "multi_stream", "server", "offline")  # MLPerf LoadGen's scenarios
@@ -77,10 +77,63 @@ class ClosedLoopPlan(WorkerPlan):
     stability_window_s: float = 5.0
     stability_tolerance_pct: float = 10.0
     max_duration_s: float = 300.0
+    # Locust's distributed mode: local worker processes (1 and no remote ones: the single plain process),
+    # `servingbench worker` processes on other hosts, and where the master listens for them (HOST:PORT).
+    load_workers: int = 1
+    remote_workers: int = 0
+    master_bind: str | None = None
+    worker_wait_s: float = 300.0  # how long the master waits for its workers to connect
+
+    @model_validator(mode="after")
+    def _workers(self) -> "ClosedLoopPlan":
+        if self.load_workers < 0 or self.remote_workers < 0 or self.load_workers + self.remote_workers < 1:
+            raise ValueError("a closed loop needs at least one load worker, local or remote")
+        if self.distributed and self.until_stable:
+            raise ValueError("until_stable needs the single load process; drop the load workers or until_stable")
+        return self
+
+    @property
+    def distributed(self) -> bool:
+        return self.load_workers > 1 or self.remote_workers > 0
 
     @property
     def longest_s(self) -> float:
-        return self.warmup_s + (self.max_duration_s if self.until_stable else self.duration_s)
+        waiting = self.worker_wait_s if self.remote_workers else 0.0
+        return waiting + self.warmup_s + (self.max_duration_s if self.until_stable else self.duration_s)
+
+
+class TrialAssignment(_Contract):
+    """Master to load worker: the trial, and where this worker's user ids start."""
+
+    plan: ClosedLoopPlan
+    first_user_id: int
+
+
+class WorkerWindow(_Contract):
+    """Master to load worker: the measurement window in the worker's own perf_counter_ns clock."""
+
+    start_ns: int
+    end_ns: int
+
+
+class WorkerRecords(_Contract):
+    """Load worker to master, once its users stopped: its records (a Parquet file's bytes) and its CPU."""
+
+    host: str
+    parquet: bytes
+    records: int
+    cpu_percent: float
+
+
+class LoadWorkerReport(_Contract):
+    """One load worker of a distributed trial: its clock against the master's, measured at connect
+    (offset = worker clock - master clock, from the round trip with the least delay), and what it did."""
+
+    host: str
+    clock_offset_ns: int
+    round_trip_ns: int
+    records: int
+    cpu_percent: float = Field(description="during the window, % of one core")
 
 
 class LoadGenPlan(WorkerPlan):
@@ -121,8 +174,14 @@ class ClosedLoopResult(_Contract):
 
     measure_start_ns: int
     measure_end_ns: int
-    load_cpu_percent: float
+    load_cpu_percent: float  # all load processes together (master and workers), % of one core
     stability: WindowStability | None = None
+    load_workers: list[LoadWorkerReport] = []
+
+    @property
+    def busiest_load_cpu_percent(self) -> float:
+        """The busiest single load process: the one that may have limited the throughput."""
+        return max((w.cpu_percent for w in self.load_workers), default=self.load_cpu_percent)
 
 
 class LoadGenResult(_Contract):

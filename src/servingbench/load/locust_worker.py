@@ -1,7 +1,8 @@
 """The closed-loop load generator process: Locust users that time every request themselves.
 
 Run as `python -m servingbench.load.locust_worker PLAN.json`. It lives in its own process because
-Locust monkey-patches the standard library with gevent. Each virtual user keeps one keep-alive
+Locust monkey-patches the standard library with gevent. A plan with load workers runs as the master of
+Locust's distributed mode instead (locust_master.py); the workers use this module's users too. Each virtual user keeps one keep-alive
 connection and sends its next request as soon as the previous answer arrives (no wait time, as
 in the study). Locust only spawns and runs the users: they time each request with
 perf_counter_ns around the socket write and the read of the complete answer (http_wire.py; each
@@ -38,13 +39,14 @@ WINDOWS_AGREEING = 3  # as perf_analyzer: the last three measurement windows mus
 class Trial:
     """Shared state of one trial: the plan, the window and the timings not yet written."""
 
-    def __init__(self, plan: ClosedLoopPlan):
+    def __init__(self, plan: ClosedLoopPlan, first_user_id: int = 0):
         self.plan = plan
         self.target = urlsplit(plan.base_url)
         self.timings = TimingBuffer()
         self.measure_start_ns: int | None = None
         self.stop_sending_ns: int | None = None  # users send nothing after this instant
-        self.user_ids = itertools.count()
+        # Load workers number their users from their own base, so user ids stay distinct in merged records.
+        self.user_ids = itertools.count(first_user_id)
         self.active_users = 0
 
 
@@ -101,18 +103,20 @@ def request_indexes(order: RequestOrder, worker_id: int, count: int) -> Iterator
     return itertools.islice(itertools.cycle(range(count)), worker_id % count, None)
 
 
-def make_user_class(trial: Trial) -> type[User]:
-    timeout = trial.plan.request_timeout_s
-    make_sender = grpc_sender if trial.plan.protocol == "grpc" else http_sender
+def make_user_class(current_trial: Callable[[], Trial]) -> type[User]:
+    """The closed-loop user; `current_trial` gives the trial when a user starts (a load worker learns its
+    trial only after Locust made its environment)."""
     perf_ns = time.perf_counter_ns
 
     class ClosedLoopUser(User):
         # Every request is recorded by the user itself; Locust only spawns and runs users.
         @task
         def send_until_window_closes(self) -> None:
+            trial = current_trial()
+            make_sender = grpc_sender if trial.plan.protocol == "grpc" else http_sender
             worker_id = next(trial.user_ids)
             trial.active_users += 1
-            send, close, sizes = make_sender(trial, timeout)
+            send, close, sizes = make_sender(trial, trial.plan.request_timeout_s)
             append = trial.timings.append
             indexes = request_indexes(trial.plan.order, worker_id, len(sizes))
             try:
@@ -134,6 +138,11 @@ def make_user_class(trial: Trial) -> type[User]:
     return ClosedLoopUser
 
 
+def progress(fields: dict) -> None:
+    """A line run_worker's caller reads for the progress display."""
+    print("PROGRESS " + json.dumps(fields), flush=True)
+
+
 def report_forever(trial: Trial, writer: RecordWriter) -> None:
     """Progress every second; warm-up rows are written as they come. Writing Parquet holds up every
     user (one gevent hub), so inside the measurement window rows stay in the buffer until it closes."""
@@ -142,15 +151,15 @@ def report_forever(trial: Trial, writer: RecordWriter) -> None:
         if trial.measure_start_ns is None:
             flush(trial, writer)
         else:
-            print("PROGRESS " + json.dumps({"done": len(trial.timings), "phase": "measure"}), flush=True)
+            progress({"done": len(trial.timings), "phase": "measure"})
 
 
 def flush(trial: Trial, writer: RecordWriter) -> None:
     rows = trial.timings.take()
     writer.write(rows, trial.timings.errors, trial.measure_start_ns)
     failed = int(np.count_nonzero(rows["error"]))
-    print("PROGRESS " + json.dumps({"done": writer.rows_written, "failed_in_batch": failed,
-                                    "phase": "measure" if trial.measure_start_ns else "warmup"}), flush=True)
+    progress({"done": writer.rows_written, "failed_in_batch": failed,
+              "phase": "measure" if trial.measure_start_ns else "warmup"})
 
 
 def window_stats(rows: np.ndarray, window_s: float) -> tuple[float, float | None]:
@@ -190,19 +199,34 @@ def measure_until_stable(trial: Trial, plan: ClosedLoopPlan
         scanned = done
         recent = stats[-WINDOWS_AGREEING:]
         stable = len(recent) == WINDOWS_AGREEING and all(agree(list(v), tolerance) for v in zip(*recent))
-        print("PROGRESS " + json.dumps({"done": done, "phase": "measure", "windows": len(stats)}), flush=True)
+        progress({"done": done, "phase": "measure", "windows": len(stats)})
     first = max(0, len(boundaries) - 1 - WINDOWS_AGREEING)
     return boundaries[first], boundaries[-1], cpu[first], cpu[-1], WindowStability(windows=len(stats), stable=stable)
 
 
-def run(plan: ClosedLoopPlan) -> ClosedLoopResult:
-    trial = Trial(plan)
+def prepare_protocol(plan: ClosedLoopPlan) -> None:
     if plan.protocol == "grpc":
         import grpc.experimental.gevent
 
         grpc.experimental.gevent.init_gevent()  # else every gRPC call blocks all users (gevent's hub)
+
+
+def drain(trial: Trial) -> None:
+    """Let requests already sent finish (they belong to the window), bounded by the request timeout."""
+    drain_deadline = time.monotonic() + trial.plan.request_timeout_s + 5
+    while trial.active_users > 0 and time.monotonic() < drain_deadline:
+        gevent.sleep(0.01)
+
+
+def run(plan: ClosedLoopPlan) -> ClosedLoopResult:
+    if plan.distributed:
+        from servingbench.load.locust_master import run_master
+
+        return run_master(plan)
+    trial = Trial(plan)
+    prepare_protocol(plan)
     writer = RecordWriter(plan.records_path, plan.trial_id)
-    env = Environment(user_classes=[make_user_class(trial)])
+    env = Environment(user_classes=[make_user_class(lambda: trial)])
     runner = env.create_local_runner()
     users = plan.users
     runner.start(users, spawn_rate=100)  # Locust warns above 100/s; warm-up starts once all run
@@ -223,10 +247,7 @@ def run(plan: ClosedLoopPlan) -> ClosedLoopResult:
         end_ns = trial.stop_sending_ns = start_ns + int(plan.duration_s * 1e9)
         gevent.sleep(plan.duration_s)
         cpu_at_end = os.times()
-    # Let requests already sent finish (they belong to the window), bounded by the request timeout.
-    drain_deadline = time.monotonic() + plan.request_timeout_s + 5
-    while trial.active_users > 0 and time.monotonic() < drain_deadline:
-        gevent.sleep(0.01)
+    drain(trial)
     runner.quit()
     flusher.kill()
     trial.measure_start_ns = start_ns

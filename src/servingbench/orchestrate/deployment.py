@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from servingbench.adapters.base import Adapter, Artifact
+from servingbench.launch.containers import containerised
 from servingbench.launch.contracts import LaunchSpec, Ports
 from servingbench.launch.ports import free_ports
 from servingbench.launch.server import RunningServer, running_server
@@ -43,6 +44,8 @@ def deployed(adapter: Adapter, model: ModelSpec, loaded: LoadedModel, run_dir: P
     artifact = adapter.package(model, loaded, run_dir)
     ports = ports or Ports.of(free_ports(Ports.COUNT))
     launch = adapter.launch_spec(artifact, ports, run_dir)  # writes the server's config files next to it
+    if adapter.container:  # the same launch, in the framework's image; the artifact bound read-only
+        launch = containerised(launch, adapter.container, read_only=(artifact.path,))
     if on_packaged:
         on_packaged(artifact)
     with running_server(launch, run_dir / SERVER_LOG, f"{adapter.name} server", startup_timeout_s) as server:

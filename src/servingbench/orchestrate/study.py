@@ -40,7 +40,8 @@ class StudyRunner:
 
     def run(self) -> Summary:
         self.results.write_text("study.yaml", dump_study(self.study))
-        self.results.write_json("environment.json", collect_environment(self.study.server.threads))
+        self.results.write_json("environment.json", collect_environment(
+            self.study.server.threads, {a.name: a.container for a in self.adapters if a.container}))
         self.results.save_summary(self.summary)
         torch.set_num_threads(self.study.server.threads)
         for model in self.models:

@@ -16,12 +16,12 @@ from servingbench.config import LoadSettings
 from servingbench.display import Display
 from servingbench.errors import MetricsUnavailable, ServerStartError
 from servingbench.launch.server import RunningServer
-from servingbench.load.closed_loop import run_closed_loop
-from servingbench.load.contracts import ClosedLoopPlan, PreparedRequest, RequestOrder
+from servingbench.load.closed_loop import local_load_workers, run_closed_loop
+from servingbench.load.contracts import ClosedLoopPlan, LoadWorkerReport, PreparedRequest, RequestOrder
 from servingbench.load.loadgen import loadgen_plan, run_loadgen
 from servingbench.load.records import read_records
 from servingbench.monitor.resources import ResourceSampler, write_csv
-from servingbench.results.schema import CellSummary, Stability, Summary, TrialResources, TrialSummary
+from servingbench.results.schema import CellSummary, LoadWorker, Stability, Summary, TrialResources, TrialSummary
 from servingbench.results.store import ResultsDir, now_iso
 
 TELEMETRY_INTERVAL_S = 0.5
@@ -126,6 +126,11 @@ def raise_if_server_died(trial: TrialSummary, target: Target) -> None:
         raise ServerDied(f"{trial.server_problem} during trial {trial.trial_id}", log_tail)
 
 
+def load_worker(report: LoadWorkerReport) -> LoadWorker:
+    return LoadWorker(host=report.host, clock_offset_ms=report.clock_offset_ns / 1e6,
+                      round_trip_ms=report.round_trip_ns / 1e6, records=report.records, cpu_percent=report.cpu_percent)
+
+
 def end_cell(results: ResultsDir, summary: Summary, cell: CellSummary, failure: str | None) -> CellSummary:
     update = {"status": "failed", "reason": failure} if failure else {"status": "ok"}
     return save_cell(results, summary, cell.model_copy(update=update))
@@ -143,7 +148,10 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
                               request_timeout_s=load.request_timeout_s, until_stable=load.until_stable,
                               stability_window_s=load.stability_window_s,
                               stability_tolerance_pct=load.stability_tolerance_pct,
-                              max_duration_s=load.max_duration_s, records_path=records_path, order=target.order)
+                              max_duration_s=load.max_duration_s, records_path=records_path, order=target.order,
+                              load_workers=1 if load.until_stable else local_load_workers(load.workers, cell.users),
+                              remote_workers=load.remote_workers, master_bind=load.master_bind,
+                              worker_wait_s=load.worker_wait_s)
         label = f"{target.model} · {target.framework} · {cell.users} users · rep {repetition}/{load.repetitions}"
         started_at = now_iso()
         with observing(results, target, tid) as observed, display.trial(label, plan.longest_s) as on_progress:
@@ -156,7 +164,9 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
                              load_cpu_percent=window.load_cpu_percent, server_metrics=observed.server_metrics,
                              resources=observed.resources(window.measure_start_ns, window.measure_end_ns),
                              telemetry_file=observed.telemetry_file, stability=stability,
-                             warnings=trial_warnings(counts, window.load_cpu_percent, stability) + observed.warnings)
+                             load_workers=[load_worker(w) for w in window.load_workers],
+                             warnings=trial_warnings(counts, window.busiest_load_cpu_percent, stability)
+                             + observed.warnings)
         cell, failure = record_trial(results, summary, cell, trial, target, display, label)
         if failure:
             break

@@ -11,6 +11,7 @@ from pathlib import Path
 import psutil
 
 import servingbench
+from servingbench.launch.containers import Container, image_digest
 from servingbench.results.store import now_iso
 
 PACKAGES = ("torch", "transformers", "locust", "gevent", "numpy", "pyarrow",
@@ -43,7 +44,8 @@ def _git_sha() -> str | None:
     return out.stdout.strip() or None
 
 
-def collect_environment(threads: int) -> dict:
+def collect_environment(threads: int, containers: dict[str, Container] | None = None) -> dict:
+    """What the numbers were measured on; `containers`: the framework servers that ran in one, by framework."""
     return {
         "servingbench": servingbench.__version__,
         "git_sha": _git_sha(),
@@ -57,6 +59,8 @@ def collect_environment(threads: int) -> dict:
         "threads_per_model_worker": threads,
         "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
         "packages": {p: v for p in PACKAGES if (v := _version(p))},
+        "containers": {name: {"runtime": c.runtime, "image": c.image, "digest": image_digest(c), "gpus": c.gpus}
+                       for name, c in (containers or {}).items()},
     }
 
 

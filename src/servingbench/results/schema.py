@@ -77,6 +77,17 @@ class Stability(BaseModel):
     windows_agreeing: int = 3
 
 
+class LoadWorker(BaseModel):
+    """One load worker of a distributed closed-loop trial (Locust master/worker)."""
+
+    host: str
+    clock_offset_ms: float = Field(description="its clock minus the master's, measured at connect; its records "
+                                               "were moved onto the master's clock by it")
+    round_trip_ms: float = Field(description="the round trip of that clock check: the offset is good to half of it")
+    records: int = Field(description="requests it recorded, warm-up included")
+    cpu_percent: float = Field(description="during the window, % of one core")
+
+
 class LoadGenVerdict(BaseModel):
     """LoadGen's own verdict on one run, read from its summary and detail logs."""
 
@@ -106,6 +117,8 @@ class TrialSummary(TrialCounts):
     send_delay_ms: LatencyMs | None = Field(None, description="LoadGen scenarios: how late requests left after "
                                                               "LoadGen issued them (queued for a free sender)")
     stability: Stability | None = None
+    load_workers: list[LoadWorker] = Field(default_factory=list, description="distributed closed loop: each load "
+                                                                             "worker (empty: one load process)")
     server_problem: str | None = Field(None, description="the server died or stopped answering during this trial: "
                                                          "it is kept as evidence, never averaged")
     warnings: list[str] = Field(default_factory=list)

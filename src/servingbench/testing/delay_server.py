@@ -106,11 +106,11 @@ def service_s(delay_s: float, concurrency: int, knee: int | None) -> float:
 
 
 async def serve(port: int, delay_s: float, concurrency: int | None, knee: int | None = None,
-                busy_s: float = 0.0) -> None:
+                busy_s: float = 0.0, host: str = "127.0.0.1") -> None:
     slots = Slots(concurrency, service_s(delay_s, concurrency, knee)) if concurrency else None
     metrics = Metrics()
-    server = await asyncio.start_server(lambda r, w: handle(r, w, delay_s, slots, metrics, busy_s), "127.0.0.1",
-                                        port, backlog=1024)
+    server = await asyncio.start_server(lambda r, w: handle(r, w, delay_s, slots, metrics, busy_s), host, port,
+                                        backlog=1024)
     async with server:
         await server.serve_forever()
 
@@ -118,12 +118,13 @@ async def serve(port: int, delay_s: float, concurrency: int | None, knee: int | 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1", help="the address to listen on (a test network namespace's)")
     parser.add_argument("--delay-ms", type=float, default=0.0)
     parser.add_argument("--concurrency", type=int, help="requests served at a time (default: no limit)")
     parser.add_argument("--knee", type=int, help="with --concurrency: past this many at a time, each is slower")
     parser.add_argument("--busy-ms", type=float, default=0.0, help="CPU time spent on each request")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, args.delay_ms / 1000, args.concurrency, args.knee, args.busy_ms / 1000))
+    asyncio.run(serve(args.port, args.delay_ms / 1000, args.concurrency, args.knee, args.busy_ms / 1000, args.host))
 
 
 if __name__ == "__main__":

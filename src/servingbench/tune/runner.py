@@ -96,7 +96,8 @@ class TuneRunner:
 
     def run(self) -> TuneSummary:
         self.results.write_text("study.yaml", dump_study(self.study))
-        self.results.write_json("environment.json", collect_environment(self.study.server.threads))
+        self.results.write_json("environment.json", collect_environment(
+            self.study.server.threads, {a.name: a.container for a in self.adapters if a.container}))
         self._save()
         for entry, model in self.models:
             self.display.stage(f"{model.name}: building the model ({model.size}, weights {model.weights})")
