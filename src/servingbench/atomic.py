@@ -1,15 +1,21 @@
 """Writing files and folders so that readers see either nothing or all of it.
 
-A crash or a concurrent run never leaves a half-written summary, cache entry or asset behind.
+A crash or a concurrent run never leaves a half-written summary, cache entry or asset behind. What is written
+gets the user's umask, like any file they create (tempfile's private 0600/0700 modes would not).
 """
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def _scratch_path(target: Path) -> Path:
+    """A hidden sibling of `target` no other writer picks (created with O_EXCL / mkdir, so a clash fails)."""
+    return target.parent / f".{target.name}.{secrets.token_hex(8)}"
 
 
 @contextmanager
@@ -19,7 +25,8 @@ def atomic_directory(target: Path) -> Iterator[Path]:
     If another process created `target` meanwhile, its copy is kept and ours is dropped.
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    scratch = _scratch_path(target)
+    scratch.mkdir()  # mode 0o777 less the umask
     try:
         yield scratch
         try:
@@ -34,12 +41,12 @@ def atomic_directory(target: Path) -> Iterator[Path]:
 def write_atomically(target: Path, data: bytes | str) -> None:
     """Write via a temporary file and rename, so readers see either nothing or all of it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, scratch = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    scratch = _scratch_path(target)
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 less the umask
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode() if isinstance(data, str) else data)
-        os.chmod(scratch, 0o644)  # mkstemp makes it private; results and caches are meant to be shared
         os.replace(scratch, target)
     except BaseException:
-        Path(scratch).unlink(missing_ok=True)
+        scratch.unlink(missing_ok=True)
         raise

@@ -3,6 +3,7 @@ codes (EXIT_CODES_HELP, shown by every command's --help) tell scripts and CI how
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from importlib import resources
@@ -37,11 +38,11 @@ EXIT_CODES_HELP = ("Exit codes: 0 all cells ok or unsupported; 1 a cell failed o
 def _int_list(ctx, param, value: str | None) -> list[int] | None:
     if value is None:
         return None
-    try:
-        numbers = [int(v) for v in value.split(",") if v.strip()]
+    try:  # an empty item (1,,2 or a trailing comma) is a typo, not a shorter list
+        numbers = [int(v) for v in value.split(",")]
     except ValueError:
         raise click.BadParameter(f"expected comma-separated integers like 1,10,25, got '{value}'") from None
-    if not numbers or any(n < 1 for n in numbers):
+    if any(n < 1 for n in numbers):
         raise click.BadParameter("user counts must be positive integers")
     return numbers
 
@@ -166,7 +167,7 @@ def load_options(func):
 def _load_workers(ctx, param, value: str | None) -> int | str | None:
     if value is None or value == "auto":
         return value
-    if not value.isdigit():
+    if not (value.isascii() and value.isdigit()):  # isdigit alone takes '²', which int() refuses
         raise click.BadParameter(f"must be a number of processes or auto, got '{value}'")
     return int(value)
 
@@ -206,26 +207,55 @@ def _distributed_overrides(load_workers, remote_workers, master_bind) -> dict:
               help="the network inside the Python frameworks (default torchscript, as the study)")
 @click.option("--container", type=click.Choice(["docker", "podman", "apptainer"]),
               help="run each framework's server in its container image with this runtime (README \"Containers\")")
+@click.option("--resume", type=click.Path(path_type=Path), metavar="DIR",
+              help="finish the interrupted or partly failed study in results folder DIR: its finished trials are "
+                   "kept, the rest run (STUDY and flags, if given, must resolve to DIR's study.yaml)")
 def run(study, out, frameworks, models, scenarios, users, repetitions, duration, warmup, until_stable, max_duration,
         target_qps, latency_bound_ms, percentile, find_capacity, slo, load_workers, remote_workers, master_bind,
-        accuracy, size, weights, threads, runtime, container) -> None:
+        accuracy, size, weights, threads, runtime, container, resume) -> None:
     """Run a STUDY: a preset (smoke, quick [default], study) or a YAML file."""
     from servingbench.display import Display
     from servingbench.orchestrate.study import StudyRunner
     from servingbench.results.store import default_results_dir
 
-    resolved = load_study(study, {
+    overrides = {
         "frameworks": frameworks, "models": models, "size": size, "weights": weights, "accuracy": accuracy,
         "server.threads": threads, "server.runtime": runtime, "server.container.runtime": container,
         **_load_overrides(scenarios, users, repetitions, duration, warmup, until_stable, max_duration, target_qps,
                           latency_bound_ms, percentile, find_capacity, slo),
         **_distributed_overrides(load_workers, remote_workers, master_bind),
-    })
+    }
+    if resume is not None:
+        return _resume(resume, study, overrides, out)
+    resolved = load_study(study, overrides)
     if resolved.tune is not None:  # the study asks for tuning
         return _run_tune(resolved, out)
     display = Display()
     runner = StudyRunner(resolved, out or default_results_dir(), display)
     display.stage(f"study '{resolved.name}' → {runner.results.path}")
+    _run_study(runner, display)
+
+
+def _resume(directory: Path, study: str | None, overrides: dict, out: Path | None) -> None:
+    """`run --resume DIR`: the study saved in DIR, finished (orchestrate/resume.py)."""
+    from servingbench.display import Display
+    from servingbench.orchestrate.resume import resumable, unfinished_cells
+    from servingbench.orchestrate.study import StudyRunner
+
+    if out is not None:
+        raise ServingbenchError("--resume goes on in DIR itself: leave out --out")
+    resolved, previous = resumable(directory, study, overrides)
+    display = Display()
+    if previous.complete and not unfinished_cells(resolved, previous):
+        display.console.print(f"nothing to resume: every cell of {directory} has finished; nothing was run")
+        return _finish(previous, display, directory.resolve())
+    runner = StudyRunner(resolved, directory, display, previous)
+    display.stage(f"resuming study '{resolved.name}' in {runner.results.path}")
+    _run_study(runner, display)
+
+
+def _run_study(runner, display) -> None:
+    """The study's trials, then the final table and exit code; after Ctrl-C what finished is kept."""
     try:
         summary = runner.run()
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: main() picks the exit code
@@ -500,6 +530,14 @@ def serve(framework, model, size, weights, port, threads, runtime, out, study_fi
         raise ServerStartError(f"{framework} server: {problem}", live.server.log_tail())
 
 
+_HTTP_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # a header name (RFC 9110 token)
+
+
+def _header_text(value: str) -> bool:
+    """What an HTTP header value can carry: printable Latin-1, no line breaks."""
+    return all(c == "\t" or (" " <= c <= "~") or ("\xa0" <= c <= "\xff") for c in value)
+
+
 @cli.command(epilog=EXIT_CODES_HELP)
 @click.argument("url")
 @click.option("--payload", type=click.Path(path_type=Path),
@@ -532,10 +570,13 @@ def load(url, payload, payload_order, seed, metrics_url, method, content_type, h
 
     parsed_headers = {}
     for header in headers:
-        name, sep, value = header.partition(":")
-        if not sep or not name.strip():
-            raise ServingbenchError(f"--header must look like 'Name: value', got '{header}'")
-        parsed_headers[name.strip()] = value.strip()
+        name, sep, value = (part.strip() for part in header.partition(":"))
+        if not sep or not _HTTP_TOKEN.fullmatch(name) or not _header_text(value):
+            raise ServingbenchError(f"--header must look like 'Name: value' (a token name, a printable value), "
+                                    f"got {header!r}")
+        parsed_headers[name] = value
+    if content_type is not None and not (content_type.strip() and _header_text(content_type)):
+        raise ServingbenchError(f"--content-type must be a media type like application/json, got {content_type!r}")
     if payload is not None and not payload.exists():
         raise ServingbenchError(f"payload file not found: {payload}")
     endpoint = EndpointSettings(url=url, method=method.upper(), payload=payload, payload_order=payload_order,
@@ -653,6 +694,11 @@ def assets() -> None:
         click.echo(f"{name}: {path}")
 
 
+def _one_line(message: str) -> str:
+    """An error as one line: a value it quotes from the user may hold line breaks or other control characters."""
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in message)
+
+
 def main(argv: list[str] | None = None) -> int:
     from servingbench.launch.process import Terminated, install_cleanup, stop_all
 
@@ -669,10 +715,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except click.UsageError as exc:
         command = exc.ctx.command_path if exc.ctx else "servingbench"
-        click.echo(f"servingbench: error: {exc.format_message()} (see '{command} --help')", err=True)
+        click.echo(f"servingbench: error: {_one_line(exc.format_message())} (see '{command} --help')", err=True)
         return EXIT_BAD_INPUT
     except click.ClickException as exc:
-        click.echo(f"servingbench: error: {exc.format_message()}", err=True)
+        click.echo(f"servingbench: error: {_one_line(exc.format_message())}", err=True)
         return EXIT_BAD_INPUT
     except ServerStartError as exc:
         click.echo(f"servingbench: error: {exc}", err=True)
@@ -680,7 +726,7 @@ def main(argv: list[str] | None = None) -> int:
             click.echo("last server log lines:\n" + exc.log_tail, err=True)
         return EXIT_FAILED
     except ServingbenchError as exc:
-        click.echo(f"servingbench: error: {exc}", err=True)
+        click.echo(f"servingbench: error: {_one_line(str(exc))}", err=True)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt as exc:
         terminated = isinstance(exc, Terminated)

@@ -140,6 +140,9 @@ class ServerSettings(_Strict):
     container: ContainerSettings | None = Field(None, description="null: servers run on this host")
 
 
+REDACTED = "<not saved>"  # a header value in study.yaml: it may be a credential
+
+
 class EndpointSettings(_Strict):
     """A server someone else runs: where it is and what to send."""
 
@@ -154,6 +157,10 @@ class EndpointSettings(_Strict):
     headers: dict[str, str] = Field(default_factory=dict)
     metrics_url: str | None = Field(None, description="a Prometheus metrics page read before and after each trial: "
                                                       "its counters' and histograms' deltas go to server_metrics")
+
+    def for_results(self) -> dict[str, Any]:
+        """As written into a results folder: header values (tokens, cookies) left out, their names kept."""
+        return {**self.model_dump(mode="json"), "headers": {name: REDACTED for name in self.headers}}
 
 
 TUNE_USERS = [1, 2, 4, 8, 16, 32, 64]  # Model Analyzer's doubling concurrency sweep
@@ -255,8 +262,8 @@ def _read_yaml(text: str, origin: str) -> dict[str, Any]:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where else ""
         raise ServingbenchError(f"{origin}: invalid YAML{line}: {getattr(exc, 'problem', exc)}") from None
-    if data is None:
-        return {}
+    if data is None:  # an empty file is more likely a mistake than a wish for every default
+        raise ServingbenchError(f"{origin}: empty study file; give at least its frameworks and models")
     if not isinstance(data, dict):
         raise ServingbenchError(f"{origin}: a study file must be a mapping of fields, got {type(data).__name__}")
     return data
@@ -279,7 +286,13 @@ def load_study(name_or_path: str | None, overrides: dict[str, Any] | None = None
     if path.suffix in (".yaml", ".yml") or path.exists():
         if not path.is_file():
             raise ServingbenchError(f"study file not found: {path}")
-        data, origin = _read_yaml(path.read_text(), str(path)), str(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ServingbenchError(f"cannot read study file {path}: {exc.strerror}") from None
+        except UnicodeDecodeError:
+            raise ServingbenchError(f"study file {path} is not UTF-8 text") from None
+        data, origin = _read_yaml(text, str(path)), str(path)
     elif name_or_path in preset_names():
         text = resources.files("servingbench.presets").joinpath(f"{name_or_path}.yaml").read_text()
         data, origin = _read_yaml(text, f"preset {name_or_path}"), f"preset {name_or_path}"
@@ -288,7 +301,9 @@ def load_study(name_or_path: str | None, overrides: dict[str, Any] | None = None
             f"unknown study '{name_or_path}': not a file; presets are {', '.join(preset_names())}")
     overrides = dict(overrides or {})
     if overrides.get("models") is not None:  # a name the study defines picks that definition
-        defined = {m["name"]: m for m in data.get("models") or [] if isinstance(m, dict) and "name" in m}
+        listed = data.get("models")
+        defined = {m["name"]: m for m in listed if isinstance(m, dict) and isinstance(m.get("name"), str)} \
+            if isinstance(listed, list) else {}
         overrides["models"] = [defined.get(name, name) for name in overrides["models"]]
     return _validate(with_values(data, overrides), origin)
 
@@ -300,8 +315,11 @@ def with_values(data: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
             continue
         target = data
         *parents, leaf = dotted.split(".")
-        for key in parents:
+        for depth, key in enumerate(parents, start=1):
             target = target.setdefault(key, {})
+            if not isinstance(target, dict):  # e.g. `load: 5` in the file, then --users
+                raise ServingbenchError(f"field '{'.'.join(parents[:depth])}': must be a mapping of settings, "
+                                        f"got {type(target).__name__}")
         target[leaf] = value
     return data
 
@@ -315,5 +333,9 @@ def load_settings(values: dict[str, Any], origin: str = "load options") -> LoadS
     return _validate(values, origin, LoadSettings)
 
 
-def dump_study(study: Study) -> str:
-    return yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False)
+def dump_study(study: Study, header_values: bool = False) -> str:
+    """study.yaml; endpoint header values only with `header_values` (a study file jobs run from, not results)."""
+    data = study.model_dump(mode="json")
+    if study.endpoint is not None and not header_values:
+        data["endpoint"] = study.endpoint.for_results()
+    return yaml.safe_dump(data, sort_keys=False)

@@ -6,6 +6,7 @@ from contextlib import contextmanager
 from typing import Callable, Iterator
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -27,10 +28,11 @@ class Display:
         self.console = console or Console(stderr=True, soft_wrap=True)
 
     def stage(self, text: str) -> None:
-        self.console.print(f"[bold cyan]•[/] {text}", highlight=False)
+        # escape: names and reasons come from users and servers; a `[/x]` in them is text, not rich markup
+        self.console.print(f"[bold cyan]•[/] {escape(text)}", highlight=False)
 
     def warn(self, text: str) -> None:
-        self.console.print(f"[yellow]warning:[/] {text}", highlight=False)
+        self.console.print(f"[yellow]warning:[/] {escape(text)}", highlight=False)
 
     @contextmanager
     def trial(self, label: str, total_s: float) -> Iterator[TrialProgress]:
@@ -61,13 +63,14 @@ class Display:
     def trial_done(self, label: str, trial: TrialSummary) -> None:
         lat = trial.latency_ms
         self.console.print(
-            f"  {label}: {trial.throughput_rps:.2f} req/s, p50 {_fmt(lat and lat.p50)} ms, "
+            f"  {escape(label)}: {trial.throughput_rps:.2f} req/s, p50 {_fmt(lat and lat.p50)} ms, "
             f"p99 {_fmt(lat and lat.p99)} ms, {trial.failed} failed", highlight=False)
         for warning in trial.warnings:
             self.warn(warning)
 
     def cell_not_run(self, cell: CellSummary) -> None:
-        self.console.print(f"  [red]{cell.framework} / {cell.model}: {cell.status}[/]: {cell.reason}", highlight=False)
+        self.console.print(f"  [red]{escape(f'{cell.framework} / {cell.model}: {cell.status}')}[/]: {escape(cell.reason)}",
+                           highlight=False)
         if cell.log_tail:
             self.console.print(cell.log_tail, style="dim", markup=False, highlight=False)
 
@@ -75,36 +78,37 @@ class Display:
         for model in dict.fromkeys(c.model for c in summary.cells):
             cells = [c for c in summary.cells if c.model == model]
             levels = list(dict.fromkeys(c.level for c in sorted(cells, key=lambda c: (c.scenario != "closed", c.users))))
-            table = Table(title=f"{model}: throughput req/s (p50 / p99 ms)", title_justify="left")
+            table = Table(title=f"{escape(model)}: throughput req/s (p50 / p99 ms)", title_justify="left")
             table.add_column("framework")
             for level in levels:
-                table.add_column(level, justify="right")
+                table.add_column(escape(level), justify="right")
             by_key = {(c.framework, c.level): c for c in cells}
             for fw in dict.fromkeys(c.framework for c in cells):
-                table.add_row(fw, *(_cell_text(by_key.get((fw, level))) for level in levels))
+                table.add_row(escape(fw), *(escape(_cell_text(by_key.get((fw, level)))) for level in levels))
             self.console.print(table)
             for cell in (c for c in cells if c.slo):
                 self.console.print(_slo_line(cell), highlight=False, soft_wrap=True)  # whole, however many gates
         info = [m for m in summary.models if m.inprocess_latency_ms]
         if info:
             self.console.print("in-process latency (the floor for any server): " + ", ".join(
-                f"{m.name} p50 {m.inprocess_latency_ms.p50:.1f} ms" for m in info), highlight=False)
+                f"{escape(m.name)} p50 {m.inprocess_latency_ms.p50:.1f} ms" for m in info), highlight=False)
 
     def tune_final(self, summary: TuneSummary) -> None:
         """Per model: default vs tuned throughput at the bound, the winning settings and the gain."""
         bound = f"p{summary.percentile:g} ≤ {summary.latency_bound_ms:g} ms"
         for model in dict.fromkeys(r.model for r in summary.results):
-            table = Table(title=f"{model}: req/s at {bound}, default vs tuned", title_justify="left")
+            table = Table(title=f"{escape(model)}: req/s at {bound}, default vs tuned", title_justify="left")
             for column in ("framework", "default", "tuned", "gain", "settings"):
                 table.add_column(column, justify="left" if column in ("framework", "settings") else "right")
             for result in (r for r in summary.results if r.model == model):
                 if result.status != "ok":
-                    table.add_row(result.framework, result.status, "", "", result.reason[:80])
+                    table.add_row(escape(result.framework), result.status, "", "", escape(result.reason[:80]))
                     continue
                 winner = next(c for c in result.candidates if c.id == result.winner)
-                table.add_row(result.framework, _estimate_text(result.default), _estimate_text(result.tuned),
+                table.add_row(escape(result.framework), _estimate_text(result.default), _estimate_text(result.tuned),
                               "-" if result.gain_pct is None else f"{result.gain_pct:+.0f}%",
-                              " ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in winner.settings.items()) or "default")
+                              escape(" ".join(f"{k.rsplit('.', 1)[-1]}={v}" for k, v in winner.settings.items())
+                                     or "default"))
             self.console.print(table)
 
 
@@ -114,14 +118,14 @@ def _estimate_text(confirmation: Confirmation | None) -> str:
 
 def _verdict_text(verdict: GateVerdict) -> str:
     if verdict.passed is None:  # the reason is in summary.json and report.html; here it would crowd the line
-        return f"{verdict.gate} n.a."
+        return f"{escape(verdict.gate)} n.a."
     mark = "[green]✓[/]" if verdict.passed else "[red]✗[/]"
-    return f"{verdict.gate} {mark} {observed_text(verdict.observed)}"
+    return f"{escape(verdict.gate)} {mark} {observed_text(verdict.observed)}"
 
 
 def _slo_line(cell: CellSummary) -> str:
     """E.g. "SLO torchserve / 10 users: p99_ms<=200 ✓ 180.2; throughput_rps>=50 ✗ 31.0"."""
-    return f"SLO {cell.framework} / {cell.level}: " + "; ".join(map(_verdict_text, cell.slo))
+    return f"SLO {escape(f'{cell.framework} / {cell.level}')}: " + "; ".join(map(_verdict_text, cell.slo))
 
 
 def _cell_text(cell: CellSummary | None) -> str:

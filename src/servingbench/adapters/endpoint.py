@@ -19,13 +19,24 @@ from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 ENDPOINT_REACH_TIMEOUT_S = 10.0  # someone else's server is up or not: no start-up to wait for
 
 
-def split_url(url: str) -> tuple[str, str]:
-    """(base URL, path with query) of an http(s) URL, or a one-line error."""
+def split_url(url: str, what: str = "URL") -> tuple[str, str]:
+    """(base URL, path with query) of an http(s) URL, or a one-line error naming `what` it is."""
+    if not _well_formed(url):
+        raise ServingbenchError(f"not an http(s) {what}: {url!r}")
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ServingbenchError(f"not an http(s) URL: '{url}'")
     path = parts.path or "/"
     return f"{parts.scheme}://{parts.netloc}", path + (f"?{parts.query}" if parts.query else "")
+
+
+def _well_formed(url: str) -> bool:
+    """An http(s) URL that HTTP clients take: urlsplit, .port and the IDNA codec raise on a malformed host
+    ('http://[::1:1/'), a port out of range, an empty host label; a request line is ASCII without spaces."""
+    try:
+        parts = urlsplit(url)
+        return (parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != -1
+                and bool(parts.hostname.encode("idna")) and url.isascii() and url.isprintable() and " " not in url)
+    except (ValueError, UnicodeError):
+        return False
 
 
 def is_payload_set(payload: Path) -> bool:

@@ -132,6 +132,7 @@ class TorchServeAdapter(Adapter):
     def launch_spec(self, artifact: Artifact, ports: Ports, run_dir: Path) -> LaunchSpec:
         s = self.settings
         management, grpc_management = ports.extra[:2]
+        tmp = scratch_dir("ts", run_dir)  # TorchServe's pid file and its workers' Unix sockets
         config = {
             "inference_address": f"http://127.0.0.1:{ports.http}",
             "management_address": f"http://127.0.0.1:{management}",
@@ -151,12 +152,14 @@ class TorchServeAdapter(Adapter):
                 "minWorkers": self.study.server.workers, "maxWorkers": self.study.server.workers,
                 "batchSize": s["batch_size"], "maxBatchDelay": s["max_batch_delay_ms"],
                 "responseTimeout": s["response_timeout_s"]}}}),
+            # Token auth: the frontend writes its API keys to key_file.json in its user.dir (by default the
+            # working folder, inside the results): the scratch folder instead, removed after the server stops
+            **({"vmargs": f"-Duser.dir={tmp}"} if s["token_auth"] else {}),
         }
         config_file = run_dir / CONFIG_FILE
         write_properties(config_file, config)
-        tmp = scratch_dir("ts", run_dir)  # TorchServe's pid file and its workers' Unix sockets
         threads = str(self.study.server.threads)
-        self._key_file = run_dir / KEY_FILE if s["token_auth"] else None
+        self._key_file = tmp / KEY_FILE if s["token_auth"] else None
         base = f"http://127.0.0.1:{ports.http}"
         return LaunchSpec(
             # /ping says healthy before the worker has loaded the model; the management API knows.
@@ -178,6 +181,7 @@ class TorchServeAdapter(Adapter):
         `model-store/` beside it, the archive (or unpacked archive) hard-linked there; TorchServe's own command."""
         place(artifact.path, target / STORE / artifact.path.name)
         properties = read_properties(run_dir / CONFIG_FILE)
+        properties.pop("vmargs", None)  # the run's scratch folder: gone; there, the keys go to the working folder
         write_properties(target / CONFIG_FILE, {**properties, "model_store": STORE})
         argv = ["torchserve", "--start", "--foreground", "--ncs", "--ts-config", CONFIG_FILE, "--model-store", STORE]
         return ServableConfig(written_files(target), shlex.join(argv))

@@ -33,7 +33,8 @@ def trial_warnings(counts: TrialCounts, load_cpu_percent: float, stability: Stab
         if problem:
             found.append(problem)
     if counts.failed and counts.ok:  # none answered at all: not_a_measurement() says so, as the cell's reason
-        found.append(f"{counts.failed} of {counts.requests} requests failed")
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.errors.items(), key=lambda e: -e[1]))
+        found.append(f"{counts.failed} of {counts.requests} requests failed" + (f" ({kinds})" if kinds else ""))
     stall = stall_warning(counts)
     if stall:
         found.append(stall)

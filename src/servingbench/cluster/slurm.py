@@ -184,7 +184,7 @@ def write_scripts(study: Study, shared: Path, resources: SlurmResources) -> list
     try:
         (scripts / "logs").mkdir(parents=True, exist_ok=True)  # SLURM does not create the folder of --output
         study_file = shared / "study.yaml"
-        write_atomically(study_file, dump_study(study))
+        write_atomically(study_file, dump_study(study, header_values=True))  # the jobs send them
         jobs = []
         for framework in study.frameworks:
             for model in study.models:

@@ -2,8 +2,10 @@
 
 Each child runs in its own session (process group), with its output in a log file. Stopping sends
 SIGTERM to the whole group, then SIGKILL after a grace period. Every live child is tracked, and an
-atexit hook plus a SIGTERM handler stop them all, so neither Ctrl-C, an exception nor a kill of
-servingbench itself leaves a server behind.
+atexit hook plus a SIGTERM handler stop them all, so neither Ctrl-C, an exception nor a SIGTERM of
+servingbench leaves a server behind. A SIGKILL runs none of that: for it, every child's session is also
+announced to the reaper (launch/reaper.py), a watchdog process that takes those sessions down once
+servingbench is gone.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import ctypes
 import os
 import signal
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -19,9 +22,11 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from servingbench.errors import ServerStartError
+from servingbench.launch.scratch import remove_stale_scratch
 
 _LIVE: set["ManagedProcess"] = set()
 _PR_SET_PDEATHSIG = 1
+_REAPERS: dict[int, subprocess.Popen] = {}  # this process's pid -> its reaper (a fork needs its own)
 
 
 def _die_with_parent() -> None:
@@ -30,6 +35,31 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
     except (OSError, AttributeError):  # not Linux: the atexit and signal hooks still apply
         pass
+
+
+def _tell_reaper(verb: str, session: int) -> None:
+    """Announce a child's session ("watch") or its end ("forget") to this process's reaper, started on first use."""
+    try:
+        reaper = _REAPERS.get(os.getpid())
+        if reaper is None:
+            reaper = _REAPERS[os.getpid()] = subprocess.Popen(
+                [sys.executable, "-m", "servingbench.launch.reaper"], stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True, start_new_session=True)
+        assert reaper.stdin is not None
+        reaper.stdin.write(f"{verb} {session}\n")
+        reaper.stdin.flush()
+    except OSError:  # no reaper (it could not start, or was killed): the atexit and signal hooks still apply
+        pass
+
+
+def exit_words(code: int | None) -> str:
+    """How a process ended, in words: "exited with code 3", "exited with code -9 (killed by SIGKILL)"."""
+    if code is not None and code < 0:
+        try:
+            return f"exited with code {code} (killed by {signal.Signals(-code).name})"
+        except ValueError:
+            return f"exited with code {code} (killed by signal {-code})"
+    return f"exited with code {code}"
 
 
 def tail(path: Path, lines: int = 20) -> str:
@@ -66,6 +96,7 @@ class ManagedProcess:
             except OSError as exc:
                 raise ServerStartError(f"{self.name}: cannot start {self.argv[0]}: {exc.strerror}") from None
         _LIVE.add(self)
+        _tell_reaper("watch", self.popen.pid)  # start_new_session: the child's pid is its session id
         return self
 
     def exited(self) -> int | None:
@@ -80,6 +111,7 @@ class ManagedProcess:
             return
         pgid = self.popen.pid  # start_new_session: the child leads its own group
         _signal_group(pgid, signal.SIGTERM)
+        _signal_group(pgid, signal.SIGCONT)  # a frozen (SIGSTOPped) server acts on SIGTERM only once resumed
         try:
             self.popen.wait(timeout=grace_s)
         except subprocess.TimeoutExpired:
@@ -94,6 +126,7 @@ class ManagedProcess:
         while _group_alive(pgid) and time.monotonic() < deadline:  # until the kernel has removed them all
             time.sleep(0.05)
         _LIVE.discard(self)
+        _tell_reaper("forget", pgid)
 
     def __enter__(self) -> "ManagedProcess":
         return self.start() if self.popen is None else self
@@ -149,7 +182,7 @@ def wait_ready(proc: ManagedProcess | None, url: str, timeout_s: float, expect_s
     while True:
         waited = time.monotonic() - start
         if proc is not None and proc.exited() is not None:
-            raise ServerStartError(f"{proc.name} exited with code {proc.exited()} before it was ready",
+            raise ServerStartError(f"{proc.name} {exit_words(proc.exited())} before it was ready",
                                    proc.log_tail())
         if proc is not None and fatal_log_patterns:
             log = proc.log_tail(200)
@@ -182,6 +215,7 @@ def _on_sigterm(signum, frame):  # noqa: ARG001 - signal handler signature
 
 
 def install_cleanup() -> None:
-    """Called once by the CLI: stop every child on exit and on SIGTERM."""
+    """Called once by the CLI: stop every child on exit and on SIGTERM; remove what a killed run left."""
+    remove_stale_scratch()
     atexit.register(stop_all)
     signal.signal(signal.SIGTERM, _on_sigterm)

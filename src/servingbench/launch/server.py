@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from servingbench.launch.contracts import LaunchSpec
-from servingbench.launch.process import ManagedProcess, probe_ready, wait_ready
+from servingbench.launch.process import ManagedProcess, exit_words, probe_ready, wait_ready
 
 # After a trial a live server answers its readiness check at once; a busy one may take a few seconds.
 READY_RECHECK_S = 10.0
@@ -31,7 +31,7 @@ class RunningServer:
     def problem(self) -> str | None:
         """Why this server can no longer be measured (its process exited, or it stopped answering), or None."""
         if self.process is not None and self.process.exited() is not None:
-            return f"the server exited with code {self.process.exited()}"
+            return f"the server {exit_words(self.process.exited())}"
         deadline = time.monotonic() + READY_RECHECK_S
         while (problem := probe_ready(self.spec.ready_url, self.spec.ready_status, self.spec.ready_body,
                                       self.spec.ready_headers)) is not None:

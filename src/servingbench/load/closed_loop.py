@@ -11,7 +11,7 @@ from typing import Callable, NoReturn, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from servingbench.errors import ServingbenchError
-from servingbench.launch.process import ManagedProcess
+from servingbench.launch.process import ManagedProcess, exit_words
 from servingbench.load.contracts import ClosedLoopPlan, ClosedLoopResult, WorkerPlan
 
 Progress = Callable[[dict], None]
@@ -54,19 +54,22 @@ def run_worker(module: str, plan: WorkerPlan, result_type: type[Result], work_di
     plan_path.write_text(plan.model_copy(update={"result_path": result_path}).model_dump_json())
     log_path = work_dir / f"{plan.trial_id}.log"
     worker = ManagedProcess([sys.executable, "-m", module, str(plan_path)], log_path, name="load generator")
-    with worker:
-        if on_started and worker.pid is not None:
-            on_started(worker.pid)
-        start = time.monotonic()
-        while worker.exited() is None:
-            if time.monotonic() - start > limit_s:
-                raise ServingbenchError(f"load generator for {plan.trial_id} did not finish in {limit_s:.0f} s")
-            if on_progress:
-                on_progress(_last_progress(log_path))
-            time.sleep(0.25)
+    try:
+        with worker:
+            if on_started and worker.pid is not None:
+                on_started(worker.pid)
+            start = time.monotonic()
+            while worker.exited() is None:
+                if time.monotonic() - start > limit_s:
+                    raise ServingbenchError(f"load generator for {plan.trial_id} did not finish in {limit_s:.0f} s")
+                if on_progress:
+                    on_progress(_last_progress(log_path))
+                time.sleep(0.25)
+    finally:  # the plan holds the requests as sent, headers (tokens) included: never left in the results
+        plan_path.unlink(missing_ok=True)
     if worker.exited() != 0 or not result_path.exists():
         last_line = (worker.log_tail(5).strip().splitlines() or ["no output"])[-1]
-        raise ServingbenchError(f"load generator failed (exit {worker.exited()}): {last_line}; log: {log_path}")
+        raise ServingbenchError(f"load generator failed ({exit_words(worker.exited())}): {last_line}; log: {log_path}")
     try:
         return result_type.model_validate_json(result_path.read_text())
     except ValidationError as exc:

@@ -45,7 +45,7 @@ def load_url(endpoint: EndpointSettings, load: LoadSettings, gates: list[Gate], 
     base_url, _ = split_url(endpoint.url)
     requests = endpoint_requests(endpoint)
     if endpoint.metrics_url is not None:
-        split_url(endpoint.metrics_url)  # a malformed URL is bad input; one that does not answer, a trial warning
+        split_url(endpoint.metrics_url, "metrics URL")  # a malformed URL is bad input; one that does not answer, a trial warning
     try:
         wait_ready(None, endpoint.url, ENDPOINT_REACH_TIMEOUT_S, expect_status=None)
     except ServerStartError as exc:
@@ -54,7 +54,7 @@ def load_url(endpoint: EndpointSettings, load: LoadSettings, gates: list[Gate], 
     display.stage(f"load on {endpoint.url} → {results.path}")
     label = endpoint_label(endpoint.url)
     results.write_text("study.yaml", yaml.safe_dump({
-        "name": "load", "endpoint": endpoint.model_dump(mode="json"), "load": load.model_dump(mode="json")},
+        "name": "load", "endpoint": endpoint.for_results(), "load": load.model_dump(mode="json")},
         sort_keys=False))
     results.write_json("environment.json", collect_environment(threads=0))
     summary = Summary(servingbench_version=servingbench.__version__, study="load", started_at=now_iso(),

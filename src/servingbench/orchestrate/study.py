@@ -19,6 +19,7 @@ from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 from servingbench.models.inprocess import measure_latency_ms, reference_outputs
 from servingbench.orchestrate.accuracy import run_accuracy, with_accuracy
 from servingbench.orchestrate.levels import planned_cells, run_planned_cell
+from servingbench.orchestrate.resume import INTERRUPTED, cells_left, prepare, resume_note
 from servingbench.orchestrate.serving import serving
 from servingbench.outputs.render import render_outputs
 from servingbench.results.environment import collect_environment
@@ -27,7 +28,8 @@ from servingbench.results.store import ResultsDir, now_iso
 
 
 class StudyRunner:
-    def __init__(self, study: Study, out: Path, display: Display):
+    def __init__(self, study: Study, out: Path, display: Display, previous: Summary | None = None):
+        """`previous`: the saved summary of the study in `out`, to finish it (`run --resume`)."""
         self.study = study
         self.display = display
         # Resolve every name before any work, so a typo fails in a second, not after an hour.
@@ -35,14 +37,20 @@ class StudyRunner:
         self.models: list[ModelSpec] = [get_model(name, study.size, study.weights, study.seed)
                                         for name in study.models]
         self.results = ResultsDir.create(out)
-        self.summary = Summary(servingbench_version=servingbench.__version__, study=study.name,
-                               started_at=now_iso(), updated_at=now_iso())
+        self.resuming = previous is not None
+        self.summary = previous or Summary(servingbench_version=servingbench.__version__, study=study.name,
+                                           started_at=now_iso(), updated_at=now_iso())
 
     def run(self) -> Summary:
-        self.results.write_text("study.yaml", dump_study(self.study))
-        self.results.write_json("environment.json", collect_environment(
-            self.study.server.threads, {a.name: a.container for a in self.adapters if a.container}))
-        self.results.save_summary(self.summary)
+        if self.resuming:  # study.yaml and environment.json stay those of the first run
+            self.summary.resumed_at.append(now_iso())
+            for stale in prepare(self.results, self.summary):
+                self.display.stage(f"removed {stale.name}: a trial that did not finish, to run again")
+        else:
+            self.results.write_text("study.yaml", dump_study(self.study))
+            self.results.write_json("environment.json", collect_environment(
+                self.study.server.threads, {a.name: a.container for a in self.adapters if a.container}))
+            self.results.save_summary(self.summary)
         torch.set_num_threads(self.study.server.threads)
         for model in self.models:
             self._run_model(model)
@@ -53,18 +61,24 @@ class StudyRunner:
         return self.summary
 
     def _run_model(self, model: ModelSpec) -> None:
+        work = [(adapter, cells_left(planned_cells(adapter.name, model.name, self.study.load), self.summary))
+                for adapter in self.adapters]
+        if not any(cells for _, cells in work):
+            return self.display.stage(f"{model.name}: every cell finished in the run resumed")
         self.display.stage(f"{model.name}: building the model ({model.size}, weights {model.weights})")
         loaded = model.load()
         samples = model.samples()
         references = reference_outputs(loaded, samples)
         inprocess = measure_latency_ms(loaded, samples, self.study.inprocess_iterations, warmup=2) \
             if self.study.inprocess_iterations else []
+        self.summary.models = [m for m in self.summary.models if m.name != model.name]  # resumed: measured anew
         self.summary.models.append(ModelInfo(name=model.name, task=model.task, size=model.size,
                                              weights=str(model.weights),
                                              inprocess_latency_ms=latency_summary(np.asarray(inprocess))))
         self.results.save_summary(self.summary)
-        for adapter in self.adapters:
-            self._run_framework(adapter, model, loaded, samples, references)
+        for adapter, cells in work:
+            if cells:
+                self._run_framework(adapter, model, cells, loaded, samples, references)
 
     def _mark_running(self, status: str, reason: str, log_tail: str = "") -> None:
         """Cells still running (a whole framework x model, or the rest of it) end with this status."""
@@ -78,13 +92,18 @@ class StudyRunner:
 
     def interrupted(self) -> None:
         """After Ctrl-C: what finished stays valid, what was running says so, tables are re-rendered."""
-        self._mark_running("failed", "interrupted before this cell finished")
+        self._mark_running("failed", INTERRUPTED)
         render_outputs(self.results.path)
 
-    def _run_framework(self, adapter: Adapter, model: ModelSpec, loaded: LoadedModel, samples: list[Sample],
-                       references: dict[str, Output]) -> None:
-        cells = planned_cells(adapter.name, model.name, self.study.load)
+    def _run_framework(self, adapter: Adapter, model: ModelSpec, cells: list[CellSummary], loaded: LoadedModel,
+                       samples: list[Sample], references: dict[str, Output]) -> None:
+        """`cells`: those left to run, with any trials a resumed run keeps."""
+        # Deployed again: a resumed run's record of this server replaces the earlier one.
+        self.summary.deployments = [d for d in self.summary.deployments
+                                    if (d.framework, d.model) != (adapter.name, model.name)]
         for cell in cells:
+            if self.resuming:
+                self.display.stage(resume_note(cell, self.summary, self.study.load.repetitions))
             self.summary.put_cell(cell)
         availability = adapter.availability()
         if not availability.ok:

@@ -14,7 +14,7 @@ from servingbench.analysis.stats import aggregate_cell, summarize_records
 from servingbench.analysis.warnings import not_a_measurement, trial_warnings
 from servingbench.config import LoadSettings
 from servingbench.display import Display
-from servingbench.errors import MetricsUnavailable, ServerStartError
+from servingbench.errors import MetricsUnavailable, ServerStartError, ServingbenchError
 from servingbench.launch.server import RunningServer
 from servingbench.load.closed_loop import local_load_workers, run_closed_loop
 from servingbench.load.contracts import ClosedLoopPlan, LoadWorkerReport, PreparedRequest, RequestOrder
@@ -126,6 +126,14 @@ def raise_if_server_died(trial: TrialSummary, target: Target) -> None:
         raise ServerDied(f"{trial.server_problem} during trial {trial.trial_id}", log_tail)
 
 
+def load_failure(tid: str, exc: ServingbenchError, target: Target) -> str:
+    """Why a trial whose load generator failed has no figures; ServerDied instead if the server went with it."""
+    problem = target.server.problem() if target.server else None
+    if problem:
+        raise ServerDied(f"{problem} during trial {tid}", target.server.log_tail() if target.server else "")
+    return f"trial {tid} not measured, its requests not counted: {exc} (the server was still answering)"
+
+
 def load_worker(report: LoadWorkerReport) -> LoadWorker:
     return LoadWorker(host=report.host, clock_offset_ms=report.clock_offset_ns / 1e6,
                       round_trip_ms=report.round_trip_ns / 1e6, records=report.records, cpu_percent=report.cpu_percent)
@@ -136,11 +144,17 @@ def end_cell(results: ResultsDir, summary: Summary, cell: CellSummary, failure: 
     return save_cell(results, summary, cell.model_copy(update=update))
 
 
+def repetitions_left(cell: CellSummary, load: LoadSettings) -> list[int]:
+    """The repetitions the cell has no trial of yet (a resumed run keeps those it finished)."""
+    done = {t.repetition for t in cell.repetitions}
+    return [r for r in range(1, load.repetitions + 1) if r not in done]
+
+
 def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: Target, load: LoadSettings,
              display: Display) -> CellSummary:
     """Runs every repetition; the summary is saved after each, so a crash loses at most one trial."""
     failure = None
-    for repetition in range(1, load.repetitions + 1):
+    for repetition in repetitions_left(cell, load):
         tid = trial_id(target.framework, target.model, f"u{cell.users}", repetition)
         records_path = results.requests_dir / f"{tid}.parquet"
         plan = ClosedLoopPlan(trial_id=tid, base_url=target.base_url, requests=target.requests, users=cell.users,
@@ -154,8 +168,13 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
                               worker_wait_s=load.worker_wait_s)
         label = f"{target.model} · {target.framework} · {cell.users} users · rep {repetition}/{load.repetitions}"
         started_at = now_iso()
-        with observing(results, target, tid) as observed, display.trial(label, plan.longest_s) as on_progress:
-            window = run_closed_loop(plan, results.work_dir / "load", on_progress, on_started=observed.watch_load)
+        try:
+            with observing(results, target, tid) as observed, display.trial(label, plan.longest_s) as on_progress:
+                window = run_closed_loop(plan, results.work_dir / "load", on_progress,
+                                         on_started=observed.watch_load)
+        except ServingbenchError as exc:  # the load generator was killed, crashed or hung
+            failure = load_failure(tid, exc, target)
+            break
         counts = summarize_records(read_records(records_path), window.measure_start_ns, window.measure_end_ns)
         stability = Stability(**window.stability.model_dump(), window_s=load.stability_window_s,
                               tolerance_pct=load.stability_tolerance_pct) if window.stability else None
@@ -217,7 +236,7 @@ def run_scenario_cell(results: ResultsDir, summary: Summary, cell: CellSummary, 
                       display: Display) -> CellSummary:
     """Repetitions of one MLPerf LoadGen scenario (`cell.scenario`); statistics and verdict as LoadGen measured."""
     failure = None
-    for repetition in range(1, load.repetitions + 1):
+    for repetition in repetitions_left(cell, load):
         label = f"{target.model} · {target.framework} · {cell.level} · rep {repetition}/{load.repetitions}"
         display.stage(label)
         trial = run_loadgen_trial(results, target, cell.scenario, load, repetition, display,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import yaml
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from servingbench.analysis.slo import breaches, observed_text
+from servingbench.errors import ServingbenchError, describe
 from servingbench.outputs import findings
 from servingbench.outputs.figures import BREAKDOWN, CAPACITY, SWEEP, TIMESERIES, RenderedFigure
 from servingbench.results.schema import ModelInfo, Summary
@@ -72,22 +74,35 @@ def _flatten(data: object, prefix: str = "") -> list[tuple[str, str]]:
     return [(prefix.rstrip("."), ", ".join(map(str, data)) if isinstance(data, list) else str(data))]
 
 
-def _setup_sentence(study: dict) -> str:
-    """The study's shape in one line, from whatever study.yaml has."""
-    load = study.get("load") or {}
-    parts = [f"{key} {', '.join(map(str, study[key]))}" for key in ("frameworks", "models") if study.get(key)]
+def _listed(value: object) -> str:
+    return ", ".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _setup_sentence(study: object) -> str:
+    """The study's shape in one line, from whatever study.yaml has (edited by hand, any key may be amiss)."""
+    if not isinstance(study, dict):
+        return ""
+    load = study.get("load") if isinstance(study.get("load"), dict) else {}
+    parts = [f"{key} {_listed(study[key])}" for key in ("frameworks", "models") if study.get(key)]
     parts += [f"{study[key]} {label}" for key, label in (("size", "model size"), ("weights", "weights"))
               if study.get(key)]
     if load.get("users"):
-        parts.append(f"{', '.join(map(str, load['users']))} closed-loop users")
+        parts.append(f"{_listed(load['users'])} closed-loop users")
     if load.get("repetitions"):
         length = f" of {load['duration_s']} s" if load.get("duration_s") else ""
         parts.append(f"{load['repetitions']} repetitions{length} per load level")
     return "; ".join(parts)
 
 
-def _read(path: Path) -> str | None:
-    return path.read_text() if path.is_file() else None
+def _read(path: Path, parse: Callable[[str], object]) -> tuple[str | None, object]:
+    """A saved file's text and its parsed content (None, None where it is missing), or a one-line error."""
+    if not path.is_file():
+        return None, None
+    try:
+        text = path.read_text(encoding="utf-8")
+        return text, parse(text)
+    except (OSError, ValueError, yaml.YAMLError, RecursionError) as exc:  # ValueError: bad UTF-8 or JSON
+        raise ServingbenchError(f"{path} is not readable {path.suffix[1:].upper()}: {describe(exc)}") from None
 
 
 def _megabytes(size: int | None) -> str:
@@ -96,16 +111,16 @@ def _megabytes(size: int | None) -> str:
 
 def render_html(path: Path, summary: Summary, tables: list[Table], summary_tables: list[Table],
                 figures: list[RenderedFigure]) -> str:
-    study_yaml = _read(path / "study.yaml")
-    environment = _read(path / "environment.json")
+    study_yaml, study = _read(path / "study.yaml", yaml.safe_load)
+    _, environment = _read(path / "environment.json", json.loads)
     env = template_environment()
     env.filters.update(megabytes=_megabytes, observed=observed_text)
     scorecards = load_scorecards()
     return env.get_template("report.html.j2").render(
         summary=summary,
-        setup=_setup_sentence(yaml.safe_load(study_yaml) or {}) if study_yaml else "",
+        setup=_setup_sentence(study),
         study_yaml=study_yaml,
-        environment=_flatten(json.loads(environment)) if environment else [],
+        environment=[] if environment is None else _flatten(environment),
         sections=_model_sections(summary, tables, figures),
         summary_tables=summary_tables,
         open_loop_figures=[(f.kind.caption, data_uri(f.png)) for f in figures if f.kind in (CAPACITY, SWEEP)],

@@ -15,7 +15,7 @@ from servingbench.results.payload_tables import payload_tables
 from servingbench.results.scenario_tables import scenario_tables
 from servingbench.results.schema import Summary
 from servingbench.results.store import ResultsDir, load_summary
-from servingbench.results.tables import Table, study_tables, summary_tables, to_csv, to_markdown
+from servingbench.results.tables import Table, markdown_text, study_tables, summary_tables, to_csv, to_markdown
 
 REPORT = "report.html"
 
@@ -23,7 +23,7 @@ REPORT = "report.html"
 def _write_tables(results: ResultsDir, title: str, complete: bool, tables: list[Table]) -> list[Path]:
     """tables/<name>.csv|.md per table and tables/README.md with all of them."""
     written = []
-    sections = [f"# {title}: results tables", "",
+    sections = [f"# {markdown_text(title)}: results tables", "",
                 "Per model and metric, rows are frameworks and columns the number of closed-loop users (the "
                 "study's layout); values are means across repetitions, `-ci` tables add the 95% CI. The "
                 "`summary-*` tables are the study's Tables 6 and 7, the best value per model in bold, "

@@ -307,6 +307,7 @@ class Summary(BaseModel):
     started_at: str
     updated_at: str
     complete: bool = False
+    resumed_at: list[str] = Field(default_factory=list, description="when `run --resume` went on with the study")
     models: list[ModelInfo] = Field(default_factory=list)
     deployments: list[Deployment] = Field(default_factory=list)
     cells: list[CellSummary] = Field(default_factory=list)

@@ -79,9 +79,13 @@ def load_versioned(file: Path, schema: type[Document], version: int, folder_kind
     if not file.is_file():
         raise ServingbenchError(f"no {file.name} in {file.parent}: not {folder_kind}")
     try:
-        data = json.loads(file.read_text())
+        data = json.loads(file.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ServingbenchError(f"{file} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+    except UnicodeDecodeError:
+        raise ServingbenchError(f"{file} is not valid JSON (not UTF-8 text)") from None
+    except OSError as exc:
+        raise ServingbenchError(f"cannot read {file}: {exc.strerror}") from None
     found = data.get("schema_version") if isinstance(data, dict) else None
     if found != version:
         raise ServingbenchError(f"{file} has schema_version {found}; this servingbench reads {version}")

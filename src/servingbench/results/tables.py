@@ -197,15 +197,21 @@ def to_csv(table: Table) -> str:
     return out.getvalue()
 
 
+def markdown_text(value: str) -> str:
+    """Text as Markdown shows it, not as markup: names and reasons come from users and servers, and a `|` would
+    split a table cell, `<script>` or a line break would be taken as HTML or a new block."""
+    return " ".join(value.splitlines()).replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def to_markdown(table: Table) -> str:
     def text(r: int, c: int, value: str) -> str:
-        return f"**{value}**" if (r, c) in table.bold else value
+        return f"**{markdown_text(value)}**" if (r, c) in table.bold else markdown_text(value)
 
-    lines = [f"**{table.title}**", "", "| " + " | ".join(table.header) + " |",
+    lines = [f"**{markdown_text(table.title)}**", "", "| " + " | ".join(map(markdown_text, table.header)) + " |",
              "|" + "|".join("---" if i == 0 else "---:" for i in range(len(table.header))) + "|"]
     lines += ["| " + " | ".join(text(r, c, v) for c, v in enumerate(row)) + " |" for r, row in enumerate(table.rows)]
     if table.notes:
-        lines += [""] + [f"- {note}" for note in table.notes]
+        lines += [""] + [f"- {markdown_text(note)}" for note in table.notes]
     return "\n".join(lines) + "\n"
 
 
