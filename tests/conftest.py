@@ -97,6 +97,18 @@ def signal_and_wait(proc: subprocess.Popen, sig: int, timeout_s: float = 60) -> 
     return proc.communicate(timeout=timeout_s)[1]
 
 
+def alive(processes: list[psutil.Process]) -> list[str]:
+    """Those of `processes` still running (a zombie waiting to be reaped counts as gone), as 'pid: cmdline'."""
+    found = []
+    for proc in processes:
+        try:
+            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(f"{proc.pid}: {' '.join(proc.cmdline())[:200]}")
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
 def processes_mentioning(text: str) -> list[str]:
     """Live processes whose command line contains `text` (e.g. a results folder every child names)."""
     found = []

@@ -15,7 +15,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import cli_in_background, processes_mentioning, run_cli, wait_until
+from conftest import alive, cli_in_background, processes_mentioning, run_cli, wait_until
 from servingbench.adapters import ADAPTERS, get_adapter
 from servingbench.adapters.base import Adapter
 from servingbench.adapters.reference import ReferenceAdapter
@@ -56,17 +56,9 @@ def tree_of(pids: list[int]) -> list[psutil.Process]:
 def still_alive(processes: list[psutil.Process], within_s: float) -> list[str]:
     """Those of `processes` still running (zombies count as gone) after waiting up to `within_s`."""
     deadline = time.monotonic() + within_s
-    while True:
-        alive = []
-        for proc in processes:
-            try:
-                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(f"{proc.pid}: {' '.join(proc.cmdline())[:200]}")
-            except psutil.NoSuchProcess:
-                pass
-        if not alive or time.monotonic() > deadline:
-            return alive
+    while (left := alive(processes)) and time.monotonic() < deadline:
         time.sleep(0.2)
+    return left
 
 
 def listening_ports(processes: list[psutil.Process]) -> set[int]:
@@ -343,7 +335,6 @@ def _inject_503(run: FaultRun) -> None:
 def _inject_slow(run: FaultRun) -> None:
     PROXY["live"].inject(for_s=1.2, delay_s=1.0)
     time.sleep(1.3)  # the window has closed: no request is held any more
-    PROXY_COUNTS[run.fault] = PROXY["live"].delayed
 
 
 def _kill_during_startup(run: FaultRun) -> None:

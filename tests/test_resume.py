@@ -14,7 +14,7 @@ import psutil
 import pytest
 import yaml
 
-from conftest import processes_mentioning, run_cli
+from conftest import alive, processes_mentioning, run_cli
 
 MODELS = ["resnet50", "efficientnet-lite0"]
 USERS = [1, 2]
@@ -47,18 +47,6 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file under `folder`: (mtime_ns, size), to show that nothing was touched."""
     return {str(p.relative_to(folder)): (p.stat().st_mtime_ns, p.stat().st_size)
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def running(processes: list[psutil.Process]) -> list[str]:
-    """Those still alive (a zombie waiting for its new parent to reap it is not)."""
-    alive = []
-    for proc in processes:
-        try:
-            if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
-                alive.append(f"{proc.pid}: {' '.join(proc.cmdline())}")
-        except psutil.NoSuchProcess:
-            pass
-    return alive
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +84,9 @@ def test_study_killed_at_a_random_trial_resumes_to_the_same_trials(uninterrupted
         proc.communicate()
     assert proc.returncode == -signal.SIGKILL
     deadline = time.monotonic() + 30  # the reaper takes the servers' sessions down once servingbench is gone
-    while running(list(tree.values())) and time.monotonic() < deadline:
+    while alive(list(tree.values())) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert running(list(tree.values())) == [], "processes left after servingbench was killed"
+    assert alive(list(tree.values())) == [], "processes left after servingbench was killed"
 
     killed = summary_of(out)
     assert killed["complete"] is False and len(trial_ids(killed)) >= kill_after

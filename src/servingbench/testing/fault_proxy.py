@@ -31,7 +31,6 @@ class FaultProxy:
         self.upstream = upstream
         self.fault = Fault(until=0.0)
         self.answered_status = 0  # requests the proxy answered with the fault's status itself
-        self.delayed = 0  # requests it held for the fault's delay
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -57,8 +56,6 @@ class FaultProxy:
         with self._lock:
             if fault.status is not None:
                 self.answered_status += 1
-            else:
-                self.delayed += 1
 
 
 def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
