@@ -176,10 +176,15 @@ def test_run_option_values_are_taken_or_refused_naming_the_option(option, value,
     assert_taken_or_refused(code, err, option, field)
 
 
-def test_empty_items_in_a_list_of_users_are_refused(capsys, stop_before_measuring):
+def test_empty_items_in_a_list_of_users_or_names_are_refused(capsys, stop_before_measuring):
     for value in ("1,,2", "1,", ",1", ","):
         assert_one_line_error(*cli(capsys, "run", "smoke", "--users", value), "--users")
+    for value in ("reference,,triton", "reference,", ",reference", ","):
+        assert_one_line_error(*cli(capsys, "run", "smoke", "--frameworks", value), "--frameworks")
+        assert_one_line_error(*cli(capsys, "run", "smoke", "--models", value.replace("reference", "resnet50")),
+                              "--models")
     assert cli(capsys, "run", "smoke", "--users", " 1, 2 ")[0] == ACCEPTED
+    assert cli(capsys, "run", "smoke", "--frameworks", " reference , triton ")[0] == ACCEPTED
 
 
 URLS = st.one_of(

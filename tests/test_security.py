@@ -126,6 +126,15 @@ def test_load_results_keep_the_umask_and_never_the_auth_header(tmp_path):
     assert list(study["endpoint"]["headers"]) == ["Authorization"]  # the name kept, the value not
 
 
+def test_a_password_inside_a_url_is_refused_never_echoed_nor_saved(tmp_path):
+    for option in ([f"http://user:{SECRET}@127.0.0.1:9/infer"],
+                   ["http://127.0.0.1:9/infer", "--metrics-url", f"http://user:{SECRET}@127.0.0.1:9/metrics"]):
+        done = run_cli_with_umask("load", *option, "--out", "results", umask=0o022, cwd=tmp_path)
+        assert done.returncode == 2 and "carries credentials (user:password@)" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1 and SECRET not in done.stderr + done.stdout
+        assert not (tmp_path / "results").exists()
+
+
 @pytest.fixture(scope="module")
 def markup_study(tmp_path_factory) -> Path:
     """A tiny `run` whose study and endpoint header carry markup and a token: the delay server as the endpoint."""
@@ -174,6 +183,7 @@ from pathlib import Path
 from servingbench.atomic import atomic_directory, write_atomically
 root = Path(sys.argv[1])
 write_atomically(root / "f.json", "{}")
+write_atomically(root / "serve.sh", "echo", executable=True)
 with atomic_directory(root / "d") as scratch:
     (scratch / "x").write_text("")
 """
@@ -185,5 +195,6 @@ def test_atomic_writes_follow_the_umask():
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run([sys.executable, "-c", ATOMIC_WRITES, tmp], check=True, umask=umask)
             assert stat.S_IMODE((Path(tmp) / "f.json").stat().st_mode) == 0o666 & ~umask
+            assert stat.S_IMODE((Path(tmp) / "serve.sh").stat().st_mode) == 0o777 & ~umask  # a script like serve.sh
             assert stat.S_IMODE((Path(tmp) / "d").stat().st_mode) == 0o777 & ~umask
-            assert sorted(p.name for p in Path(tmp).iterdir()) == ["d", "f.json"]  # no scratch left
+            assert sorted(p.name for p in Path(tmp).iterdir()) == ["d", "f.json", "serve.sh"]  # no scratch left

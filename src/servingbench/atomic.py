@@ -38,11 +38,12 @@ def atomic_directory(target: Path) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def write_atomically(target: Path, data: bytes | str) -> None:
+def write_atomically(target: Path, data: bytes | str, executable: bool = False) -> None:
     """Write via a temporary file and rename, so readers see either nothing or all of it."""
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = _scratch_path(target)
-    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 less the umask
+    mode = 0o777 if executable else 0o666  # less the umask, as a shell's or an editor's new file
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode() if isinstance(data, str) else data)

@@ -23,7 +23,7 @@ from servingbench.config import (
     load_study,
     preset_names,
 )
-from servingbench.errors import ServerStartError, ServingbenchError, missing_models_extra
+from servingbench.errors import ResultsDiskFull, ServerStartError, ServingbenchError, missing_models_extra
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -94,7 +94,12 @@ def _stdout_console() -> Console:
 
 
 def _name_list(ctx, param, value: str | None) -> list[str] | None:
-    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+    if value is None:
+        return None
+    names = [v.strip() for v in value.split(",")]
+    if not all(names):  # like 1,,2 for numbers: a typo, not a shorter list
+        raise click.BadParameter(f"expected comma-separated names like reference,triton, got an empty one in '{value}'")
+    return names
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
@@ -720,6 +725,9 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         click.echo(f"servingbench: error: {_one_line(exc.format_message())}", err=True)
         return EXIT_BAD_INPUT
+    except ResultsDiskFull as exc:  # not bad input: the run failed, what finished is kept
+        click.echo(f"servingbench: error: {exc}", err=True)
+        return EXIT_FAILED
     except ServerStartError as exc:
         click.echo(f"servingbench: error: {exc}", err=True)
         if exc.log_tail:

@@ -13,6 +13,10 @@ class ServerStartError(ServingbenchError):
         self.log_tail = log_tail
 
 
+class ResultsDiskFull(ServingbenchError):
+    """The results folder's disk filled up: the study stops, since every later trial would fail the same way."""
+
+
 class MetricsUnavailable(ServingbenchError):
     """A metrics page did not answer or was not readable: a warning on the trial, not the end of the run."""
 

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, get_args
 import numpy as np
 
 from servingbench.adapters.written_config import ServableConfig, written_files
+from servingbench.atomic import write_atomically
 from servingbench.config import ServerSettings, Study
 from servingbench.errors import ServingbenchError
 from servingbench.launch.containers import Container, find_runtime, image_reference, runtime_problem
@@ -216,8 +217,7 @@ class Adapter(ABC):
                  *(f"export {name}={shlex.quote(value)}" for name, value in launch.env.items()),
                  f"exec {shlex.join(launch.argv)}"]
         script = target / "serve.sh"
-        script.write_text("\n".join(lines) + "\n")
-        script.chmod(0o755)
+        write_atomically(script, "\n".join(lines) + "\n", executable=True)
         return ServableConfig(written_files(target), "sh serve.sh")
 
     def unsupported_reason(self, model: ModelSpec) -> str | None:

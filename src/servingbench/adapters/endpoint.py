@@ -24,6 +24,9 @@ def split_url(url: str, what: str = "URL") -> tuple[str, str]:
     if not _well_formed(url):
         raise ServingbenchError(f"not an http(s) {what}: {url!r}")
     parts = urlsplit(url)
+    if "@" in parts.netloc:  # never sent, and it would be saved with the results: refused without echoing it
+        raise ServingbenchError(f"the {what} carries credentials (user:password@), which are neither sent nor saved; "
+                                "pass them as a header instead, e.g. --header 'Authorization: Basic <base64>'")
     path = parts.path or "/"
     return f"{parts.scheme}://{parts.netloc}", path + (f"?{parts.query}" if parts.query else "")
 

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from servingbench.adapters.base import Artifact, Availability
 from servingbench.adapters.python_framework import PythonFrameworkAdapter
+from servingbench.atomic import write_atomically
 from servingbench.errors import ServingbenchError
 from servingbench.launch.contracts import LaunchSpec, Ports
 from servingbench.load.contracts import PreparedRequest
@@ -68,8 +69,8 @@ class MLflowAdapter(PythonFrameworkAdapter):
         shim_dir = run_dir / "bin"
         shim_dir.mkdir(exist_ok=True)
         shim = shim_dir / "uvicorn"
-        shim.write_text(f'#!/bin/sh\nexec "{self.python}" -m uvicorn --app-dir "{run_dir}" "$@"\n')
-        shim.chmod(0o755)
+        write_atomically(shim, f'#!/bin/sh\nexec "{self.python}" -m uvicorn --app-dir "{run_dir}" "$@"\n',
+                         executable=True)
         env = self.server_env()
         argv = (str(Path(self.python).parent / "mlflow"), "models", "serve", "-m", str(artifact.path),
                 "-h", "127.0.0.1", "-p", str(ports.http), "-w", str(self.study.server.workers),

@@ -116,7 +116,8 @@ class StudyRunner:
             self._deploy_and_load(adapter, model, loaded, samples, references, cells)
         except UnsupportedModel as exc:  # found while packaging, e.g. an export that can't exist
             self._mark_running("unsupported", str(exc))
-        except Exception as exc:  # noqa: BLE001 - one framework's failure must not end the study
+        except Exception as exc:  # noqa: BLE001 - one framework's failure must not end the study, a full disk does
+            self.results.raise_if_full(exc, f"{model.name} · {adapter.name}'s files")
             reason = str(exc) if isinstance(exc, ServingbenchError) else f"internal error: {describe(exc)}"
             for deployment in self.summary.deployments:
                 if (deployment.framework, deployment.model, deployment.status) == (adapter.name, model.name, "failed"):

@@ -173,6 +173,7 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
                 window = run_closed_loop(plan, results.work_dir / "load", on_progress,
                                          on_started=observed.watch_load)
         except ServingbenchError as exc:  # the load generator was killed, crashed or hung
+            results.raise_if_full(exc, f"trial {tid}'s records")
             failure = load_failure(tid, exc, target)
             break
         counts = summarize_records(read_records(records_path), window.measure_start_ns, window.measure_end_ns)

@@ -2,17 +2,23 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
+import shutil
 from pathlib import Path
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from servingbench.atomic import write_atomically
-from servingbench.errors import ServingbenchError
+from servingbench.errors import ResultsDiskFull, ServingbenchError
 from servingbench.results.schema import SCHEMA_VERSION, Summary
 
 SUMMARY = "summary.json"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+# Less room than this after something failed: the full disk is why (a load generator writing its records, a
+# packager, a log), even where that process could only say "exited with code 1".
+LOW_SPACE_BYTES = 1 << 20
 
 
 def now_iso() -> str:
@@ -52,9 +58,28 @@ class ResultsDir:
 
     def write_text(self, name: str, text: str) -> Path:
         target = self.path / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomically(target, text)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(target, text)
+        except OSError as exc:
+            if exc.errno in DISK_FULL:
+                raise self.disk_full(name) from exc
+            raise
         return target
+
+    def disk_full(self, writing: str) -> ResultsDiskFull:
+        return ResultsDiskFull(
+            f"the disk holding {self.path} is full ({writing} could not be written): the study stopped; "
+            f"what finished before is kept there. Free some space, then `servingbench run --resume {self.path}` "
+            "runs the rest")
+
+    def raise_if_full(self, failure: BaseException, writing: str) -> None:
+        """Raise ResultsDiskFull if `failure` came from the results disk filling up, else return."""
+        if isinstance(failure, ResultsDiskFull):
+            raise failure
+        if (isinstance(failure, OSError) and failure.errno in DISK_FULL) \
+                or shutil.disk_usage(self.path).free < LOW_SPACE_BYTES:
+            raise self.disk_full(writing) from failure
 
     def write_json(self, name: str, data: object) -> Path:
         return self.write_text(name, json.dumps(data, indent=2) + "\n")

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-FORWARDED_HEADERS = ("Content-Type", "Authorization", "Accept")
+# Hop-by-hop headers belong to one connection (RFC 9110 7.6.1) and the proxy writes its own framing, date and
+# server name; every other header passes through both ways, so protocol headers such as KServe v2's
+# Inference-Header-Content-Length reach the other side.
+NOT_RELAYED = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
+               "host", "content-length", "date", "server"}
+
+
+def end_to_end(headers) -> dict[str, str]:
+    return {name: value for name, value in headers.items() if name.lower() not in NOT_RELAYED}
 
 
 @dataclass(frozen=True)
@@ -80,18 +88,20 @@ def _handler_for(proxy: FaultProxy) -> type[BaseHTTPRequestHandler]:
             if fault is not None:
                 proxy.count(fault)
                 if fault.status is not None:
-                    return self._answer(fault.status, b"fault injected by the test proxy", "text/plain")
+                    return self._answer(fault.status, b"fault injected by the test proxy",
+                                        {"Content-Type": "text/plain"})
                 time.sleep(fault.delay_s)
             if self.server_connection is None:
                 self.server_connection = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=120)
-            headers = {name: value for name in FORWARDED_HEADERS if (value := self.headers.get(name))}
-            self.server_connection.request(self.command, upstream.path.rstrip("/") + self.path, body, headers)
+            self.server_connection.request(self.command, upstream.path.rstrip("/") + self.path, body,
+                                           end_to_end(self.headers))
             answer = self.server_connection.getresponse()
-            self._answer(answer.status, answer.read(), answer.getheader("Content-Type", "application/octet-stream"))
+            self._answer(answer.status, answer.read(), end_to_end(answer.headers))
 
-        def _answer(self, status: int, body: bytes, content_type: str) -> None:
+        def _answer(self, status: int, body: bytes, headers: dict[str, str]) -> None:
             self.send_response(status)
-            self.send_header("Content-Type", content_type)
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

@@ -246,6 +246,7 @@ class TuneRunner:
         except UnsupportedModel as exc:
             candidate.reason = f"unsupported with these settings: {exc}"
         except Exception as exc:  # noqa: BLE001 - a configuration that does not start is a finding, not the end
+            results.raise_if_full(exc, f"{model.name} · {adapter.name} · {candidate.id}'s files")
             candidate.reason = str(exc) if isinstance(exc, ServingbenchError) else f"internal error: {describe(exc)}"
         candidate.wall_s = time.monotonic() - start
         summary.complete = True
@@ -286,6 +287,7 @@ class TuneRunner:
                     result.config = self._write_config(served_adapter, served, study, model, adapter.name)
                 self._loadgen_confirmation(confirmation, results, summary, served, load)
         except Exception as exc:  # noqa: BLE001 - kept as the reason; the search's own figures stand
+            results.raise_if_full(exc, f"{model.name} · {adapter.name} · {candidate.id}'s files")
             confirmation.reason = str(exc) if isinstance(exc, ServingbenchError) else f"internal error: {describe(exc)}"
             self.display.warn(f"{model.name} · {adapter.name} · {candidate.id}: re-measure failed: {confirmation.reason}")
         summary.complete = True
