@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from servingbench.pipeline import served_label
 from servingbench.results.store import ResultsDir
 from servingbench.usability.evidence import install_size
 from servingbench.usability.scorecard import load_scorecards
@@ -34,18 +35,18 @@ def main() -> None:
     args = parser.parse_args()
     summary = ResultsDir(args.results).load_summary()
     inprocess = {m.name: m.inprocess_latency_ms for m in summary.models}
-    deployments = {(d.framework, d.model): d for d in summary.deployments}
+    deployments = {(d.framework, d.model, d.pipeline): d for d in summary.deployments}
     cards = {c.framework: c for c in load_scorecards()}
     print("| framework | model | users | throughput req/s (95% CI) | p50 ms | p99 ms | overhead ms | runtime "
           "| cold start s | idle MB | install MB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for cell in summary.cells:
-        cells = [cell.framework, cell.model, str(cell.users)]
+        cells = [served_label(cell.framework, cell.pipeline), cell.model, str(cell.users)]
         if not cell.repetitions:
             print("| " + " | ".join([*cells, f"{cell.status}: {cell.reason[:100]}", *[""] * 7]) + " |")
             continue
         base, mean = inprocess.get(cell.model), cell.latency_ms.get("mean")
-        deployment = deployments.get((cell.framework, cell.model))
+        deployment = deployments.get((cell.framework, cell.model, cell.pipeline))
         card = cards.get(cell.framework)
         size = install_size(card.distributions, cell.framework)[0] if card else None
         cells += [_ci(cell.throughput_rps), _number(cell.latency_ms.get("p50")), _number(cell.latency_ms.get("p99")),

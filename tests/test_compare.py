@@ -66,8 +66,8 @@ def test_json_document(tmp_path):
     document = json.loads(_compare(tmp_path, "noisy", "--format", "json").stdout)
     throughput = next(c for c in document["changes"] if c["metric"] == "throughput")
     assert tuple(throughput) == CHANGE_FIELDS
-    assert [throughput[k] for k in ("framework", "model", "scenario", "users")] == ["reference", "resnet50",
-                                                                                    "closed", 10]
+    assert [throughput[k] for k in ("framework", "model", "pipeline", "scenario", "users")] == [
+        "reference", "resnet50", "end_to_end", "closed", 10]
     assert throughput["before"] == pytest.approx(40.05) and throughput["after"] == pytest.approx(36.6667)
     assert throughput["percent"] == pytest.approx(-8.4478, rel=1e-4)
     assert throughput["significant"] is False and throughput["regression"] is None  # no threshold given

@@ -170,7 +170,8 @@ PROXIED = {"reference": "ReferenceBehindFaultProxy", "torchserve": "TorchServeBe
            "triton": "TritonBehindFaultProxy"}
 # How each framework's server process, and one of its workers, shows in `ps`.
 SERVER = {"reference": REFERENCE_SERVER, "torchserve": "org.pytorch.serve.ModelServer", "triton": "tritonserver"}
-WORKER = {"torchserve": "model_service_worker", "triton": "triton_python_backend_stub"}
+# Triton end to end runs a stub per step (pre, network, post): the network's is killed.
+WORKER = {"torchserve": ("model_service_worker",), "triton": ("triton_python_backend_stub", "_network/")}
 
 
 @dataclass
@@ -190,7 +191,8 @@ class FaultRun:
 
     def worker_pid(self) -> int:
         server = psutil.Process(self.server_pid())
-        return next(p.pid for p in server.children(recursive=True) if WORKER[self.framework] in " ".join(p.cmdline()))
+        return next(p.pid for p in server.children(recursive=True)
+                    if all(part in " ".join(p.cmdline()) for part in WORKER[self.framework]))
 
     def faulty(self, users: int = 1):
         return self.cells[(self.proxied, users)]

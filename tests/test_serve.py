@@ -49,7 +49,7 @@ def test_serve_triton_prints_a_curl_line_and_a_load_line_that_work(tmp_path):
     with serving("triton", "resnet50", tmp_path) as (curl_argv, load_argv):
         # KServe v2 with the binary extension: a JSON header, then the tensors' bytes
         header = json.JSONDecoder().raw_decode(curl(curl_argv).decode("latin-1"))[0]
-        assert header["model_name"] == "resnet50" and header["outputs"][0]["name"] == "OUTPUT__0"
+        assert header["model_name"] == "resnet50" and header["outputs"][0]["name"] == "answer"  # end to end
         # the printed load line, shortened; its binary body and Inference-Header-Content-Length are as printed
         assert load_argv[:2] == ["servingbench", "load"]
         out = tmp_path / "load"

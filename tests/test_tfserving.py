@@ -16,12 +16,16 @@ from tensorflow_serving.config.model_server_config_pb2 import ModelServerConfig
 from conftest import processes_mentioning, run_cli
 from servingbench.adapters import get_adapter
 from servingbench.adapters.base import Artifact, Ports
-from servingbench.adapters.tfserving import config_message_classes
+from servingbench.adapters.tfserving import config_message_classes, task_output
 from servingbench.config import load_study
 from servingbench.errors import UnsupportedModel
-from servingbench.exports.savedmodel import export_savedmodel, run_savedmodel, variable_axes
+from servingbench.exports.savedmodel import SIGNATURE, export_savedmodel, run_savedmodel, variable_axes
+from servingbench.exports.savedmodel_end_to_end import export_end_to_end_savedmodel
 from servingbench.launch.containers import Container, containerised
-from servingbench.models import get_model
+from servingbench.load.transport import send_once
+from servingbench.models import ModelEntry, get_model
+from servingbench.orchestrate.correctness import check_correctness
+from servingbench.orchestrate.deployment import deployed
 
 
 def parse_text(path, message):
@@ -68,12 +72,12 @@ def test_models_without_a_savedmodel_say_why(tmp_path):
         export_savedmodel(bart, bart.load(), tmp_path / "b")
 
 
-@pytest.mark.parametrize("protocol,models", [("http", ["resnet50", "wav2vec2", "bart-large-cnn"]),
-                                             ("grpc", ["wav2vec2-truncated"])])
-def test_study_on_the_stand_in_rest_and_grpc(tmp_path, protocol, models):
+@pytest.mark.parametrize("protocol,pipeline,models", [("http", "end_to_end", ["resnet50", "wav2vec2", "bart-large-cnn"]),
+                                                      ("grpc", "network_only", ["wav2vec2-truncated"])])
+def test_study_on_the_stand_in_rest_and_grpc(tmp_path, protocol, pipeline, models):
     study = tmp_path / "tf.yaml"
     study.write_text(yaml.safe_dump({
-        "name": "tf", "frameworks": ["tfserving"], "models": models, "inprocess_iterations": 0,
+        "name": "tf", "frameworks": ["tfserving"], "models": models, "inprocess_iterations": 0, "pipeline": pipeline,
         "load": {"users": [2], "repetitions": 1, "duration_s": 1.5, "warmup_s": 0.5},
         "server": {"options": {"tfserving": {"binary": str(stand_in_binary(tmp_path)), "protocol": protocol}}}}))
     out = tmp_path / "results"
@@ -87,7 +91,8 @@ def test_study_on_the_stand_in_rest_and_grpc(tmp_path, protocol, models):
     assert trial["failed"] == 0 and trial["requests"] > 0
     # the stand-in counts under TF Serving's Prometheus names, read through the adapter's mapping
     assert trial["server_metrics"]["requests_total"] >= trial["requests"]
-    work = out / "work" / "tfserving" / served
+    assert cell["pipeline"] == pipeline
+    (work,) = (out / "work").glob(f"tfserving*/{served}")  # a study's other pipelines work in folders of their own
     config = parse_text(work / "tfserving" / "models.config", ModelServerConfig()).model_config_list.config
     assert [(m.name, m.base_path) for m in config] == [(served, str(work / "models" / served))]
     assert (work / "models" / served / "1" / "saved_model.pb").is_file()
@@ -95,6 +100,7 @@ def test_study_on_the_stand_in_rest_and_grpc(tmp_path, protocol, models):
         assert cells["wav2vec2"]["status"] == "unsupported"
         assert "onnx2tf could not convert wav2vec2" in cells["wav2vec2"]["reason"]
         assert cells["bart-large-cnn"]["status"] == "unsupported"
+        assert "TF Serving end_to_end: bart-large-cnn's summarization" in cells["bart-large-cnn"]["reason"]
         assert "generate() loop" in cells["bart-large-cnn"]["reason"]
         assert "tfserving / bart-large-cnn: unsupported" in (out / "tables" / "README.md").read_text()
     assert processes_mentioning(str(out)) == []
@@ -170,7 +176,8 @@ def test_list_says_tfserving_is_unavailable_here_and_how_to_get_it():
 
 
 def test_triton_tensorflow_backend_gets_the_savedmodel_and_its_config(tmp_path):
-    adapter = get_adapter("triton", load_study("smoke", {"server.options": {"triton": {"backend": "tensorflow"}}}))
+    adapter = get_adapter("triton", load_study("smoke", {"server.options": {"triton": {"backend": "tensorflow"}}}),
+                          "network_only")  # the network alone, as export_savedmodel writes it
     model = get_model("resnet50")
     assert "tensorflow backend is not installed here" in adapter.unsupported_reason(model)
     artifact = adapter.package(model, model.load(), tmp_path)
@@ -182,3 +189,97 @@ def test_triton_tensorflow_backend_gets_the_savedmodel_and_its_config(tmp_path):
     # the SavedModel signature's tensor names, with the served shapes
     assert [(t.name, list(t.dims)) for t in [*config.input, *config.output]] == [
         ("input", [1, 3, 224, 224]), ("output_0", [1, 1000])]
+
+
+# -- end_to_end: the raw sample in a string tensor, the model's processing in TensorFlow ops --------------------------
+
+def e2e_adapter(pipeline="end_to_end", binary=None):
+    options = {"binary": str(binary)} if binary else {}
+    return get_adapter("tfserving", load_study("smoke", {"server.options": {"tfserving": options}}), pipeline)
+
+
+@pytest.mark.parametrize("name", ["resnet50", "efficientnet-lite0", "wav2vec2-truncated"])
+def test_end_to_end_savedmodel_answers_raw_samples_like_the_model(tmp_path, name):
+    """In-process TensorFlow: JPEG/WAV bytes through the signature give the in-process model's task output, one
+    sample at a time and as one batch (images of different sizes)."""
+    import tensorflow as tf
+
+    model = get_model(name)
+    loaded = model.load()
+    export_end_to_end_savedmodel(model, loaded, tmp_path / "1")
+    assert not list((tmp_path / "1").glob("*.tflite"))
+    function = tf.saved_model.load(str(tmp_path / "1")).signatures[SIGNATURE]
+    ((input_name, spec),) = function.structured_input_signature[1].items()
+    assert (input_name, spec.dtype, spec.shape.as_list()) == ("sample", tf.string, [None])
+    samples = model.samples()
+    batch = {key: value.numpy() for key, value in function(sample=tf.constant([s.data for s in samples])).items()}
+    for i, sample in enumerate(samples):
+        expected = loaded.predict(sample.data)
+        one = {key: value.numpy()[0] for key, value in function(sample=tf.constant([sample.data])).items()}
+        for outputs in (one, {key: value[i] for key, value in batch.items()}):
+            verdict = model.compare(expected, task_output(outputs))
+            assert verdict.ok, (sample.name, verdict.reason)
+    if model.task == "speech-recognition":
+        assert any(loaded.predict(s.data)["token_ids"] for s in samples)  # not only empty transcripts
+
+
+@pytest.mark.parametrize("name,pipeline", [("resnet50", "end_to_end"), ("wav2vec2-truncated", "end_to_end"),
+                                           ("resnet50", "network_only")])
+def test_pipelines_on_the_stand_in_answer_every_sample_like_the_model_over_rest_and_grpc(tmp_path, name, pipeline):
+    model = get_model(name)
+    loaded = model.load()
+    adapter = e2e_adapter(pipeline, stand_in_binary(tmp_path))
+    references = {s.name: loaded.predict(s.data) for s in model.samples()}
+    with deployed(adapter, model, loaded, tmp_path, 180) as live:
+        signature = __import__("tensorflow").saved_model.load(
+            str(live.artifact.path / name / "1")).signatures[SIGNATURE].structured_input_signature[1]
+        assert list(signature) == (["sample"] if pipeline == "end_to_end" else ["input"])
+        for protocol, base_url in (("http", f"http://127.0.0.1:{live.ports.http}"),
+                                   ("grpc", f"grpc://127.0.0.1:{live.ports.grpc}")):
+            adapter.settings["protocol"] = protocol  # the stand-in answers both at once
+            sample = model.samples()[0]
+            request = adapter.request(model, sample)
+            if pipeline == "end_to_end":
+                assert request.client_preprocess_ms == 0.0  # nothing done on the client
+                if protocol == "http":
+                    assert json.loads(request.body)["instances"][0].keys() == {"b64"}
+            else:
+                assert request.client_preprocess_ms > 0.0
+            correct = check_correctness(adapter, model, model.samples(), references, base_url, 60)
+            assert correct.ok is True and correct.samples_checked == len(model.samples()), (protocol, correct.reason)
+        if pipeline == "end_to_end":  # a sample the TF ops can't decode: TF Serving's 400, not a crash
+            adapter.settings["protocol"] = "http"
+            bad = adapter.request(model, sample).model_copy(
+                update={"body": json.dumps({"instances": [{"b64": "bm90IGEgc2FtcGxl"}]}).encode()})
+            status, _, error = send_once(f"http://127.0.0.1:{live.ports.http}", bad, 60)
+            assert status == 400 and error == "HTTP 400"
+
+
+def test_end_to_end_says_what_tensorflow_ops_cannot_express():
+    adapter = e2e_adapter()
+    assert adapter.pipelines == ("end_to_end", "network_only") and adapter.pipeline_problem() is None
+    assert adapter.pipeline == "end_to_end"  # the default pipeline
+    for name in ("resnet50", "efficientnet-lite0", "wav2vec2-truncated", "wav2vec2"):
+        assert adapter.unsupported_reason(get_model(name)) is None  # wav2vec2: its network's export decides
+    reason = adapter.unsupported_reason(get_model("bart-large-cnn"))
+    assert reason.startswith("TF Serving end_to_end: bart-large-cnn's summarization (its BPE tokenisation, "
+                             "generate() loop and detokenisation) can't be expressed in TensorFlow ops")
+    assert reason.endswith("use pipeline network_only")
+    own = get_model(ModelEntry(name="mine", hf="some/model", task="image-classification"))
+    assert "mine is your own model (hf)" in adapter.unsupported_reason(own)
+    assert e2e_adapter("network_only").unsupported_reason(get_model("bart-large-cnn")) is None  # package() decides
+
+
+def test_end_to_end_refuses_processing_it_has_no_tensorflow_ops_for(tmp_path):
+    from servingbench.models.vision import imagenet_processor
+
+    model = get_model("resnet50")
+    loaded = model.load()
+    loaded.processor = imagenet_processor()
+    loaded.processor.resample = 0  # nearest: not written
+    with pytest.raises(UnsupportedModel, match="TF Serving end_to_end: its image processor resamples with .*"
+                                               "use pipeline network_only"):
+        export_end_to_end_savedmodel(model, loaded, tmp_path / "1")
+    speech = get_model("wav2vec2")  # whole recordings: the network's own export fails first, as in network_only
+    with pytest.raises(UnsupportedModel, match="onnx2tf could not convert wav2vec2"):
+        export_end_to_end_savedmodel(speech, speech.load(), tmp_path / "2")

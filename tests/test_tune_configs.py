@@ -231,7 +231,7 @@ def test_triton_repository_serves_the_tuned_deployment_with_tritonserver_itself(
     from tritonclient.grpc.model_config_pb2 import ModelConfig
 
     tuned = {"server.workers": 2, "server.options.triton.max_batch_size": 4,
-             "server.options.triton.max_queue_delay_us": 5000}
+             "server.options.triton.max_queue_delay_us": 5000, "pipeline": ["network_only"]}  # the network at <name>/
     adapter, model, loaded, live, written, target = write_tuned("triton", tuned, tmp_path)
     config = text_format.Parse((target / "repository" / "resnet50" / "config.pbtxt").read_text(), ModelConfig())
     assert [group.count for group in config.instance_group] == [2]

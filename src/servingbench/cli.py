@@ -201,6 +201,12 @@ def _distributed_overrides(load_workers, remote_workers, master_bind) -> dict:
 @click.option("--models", callback=_name_list, help="comma-separated, e.g. resnet50,wav2vec2-truncated")
 @click.option("--scenarios", callback=_name_list,
               help="comma-separated: closed (the study's users), single_stream, multi_stream, server, offline, capacity")
+@click.option("--pipeline", callback=_name_list,
+              help="end_to_end (default: raw input in, task output out), network_only (tensors; the client pre- and "
+                   "postprocesses), or end_to_end,network_only: each measured and ranked apart")
+@click.option("--client-preprocess", type=click.Choice(["once", "per_request"]),
+              help="network_only: preprocess each sample once before the trial (default, as the study), or in every "
+                   "request inside the closed loop, its cost in the latency and under load")
 @load_options
 @distributed_options
 @click.option("--accuracy", is_flag=True, default=None,
@@ -215,17 +221,17 @@ def _distributed_overrides(load_workers, remote_workers, master_bind) -> dict:
 @click.option("--resume", type=click.Path(path_type=Path), metavar="DIR",
               help="finish the interrupted or partly failed study in results folder DIR: its finished trials are "
                    "kept, the rest run (STUDY and flags, if given, must resolve to DIR's study.yaml)")
-def run(study, out, frameworks, models, scenarios, users, repetitions, duration, warmup, until_stable, max_duration,
-        target_qps, latency_bound_ms, percentile, find_capacity, slo, load_workers, remote_workers, master_bind,
-        accuracy, size, weights, threads, runtime, container, resume) -> None:
+def run(study, out, frameworks, models, scenarios, pipeline, client_preprocess, users, repetitions, duration, warmup,
+        until_stable, max_duration, target_qps, latency_bound_ms, percentile, find_capacity, slo, load_workers,
+        remote_workers, master_bind, accuracy, size, weights, threads, runtime, container, resume) -> None:
     """Run a STUDY: a preset (smoke, quick [default], study) or a YAML file."""
     from servingbench.display import Display
     from servingbench.orchestrate.study import StudyRunner
     from servingbench.results.store import default_results_dir
 
     overrides = {
-        "frameworks": frameworks, "models": models, "size": size, "weights": weights, "accuracy": accuracy,
-        "server.threads": threads, "server.runtime": runtime, "server.container.runtime": container,
+        "frameworks": frameworks, "models": models, "pipeline": pipeline, "client_preprocess": client_preprocess,
+        "size": size, "weights": weights, "accuracy": accuracy, "server.threads": threads, "server.runtime": runtime, "server.container.runtime": container,
         **_load_overrides(scenarios, users, repetitions, duration, warmup, until_stable, max_duration, target_qps,
                           latency_bound_ms, percentile, find_capacity, slo),
         **_distributed_overrides(load_workers, remote_workers, master_bind),

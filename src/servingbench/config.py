@@ -12,6 +12,7 @@ from servingbench.analysis.slo import parse_gates
 from servingbench.errors import ServingbenchError
 from servingbench.load.contracts import LOADGEN_SCENARIOS, RequestOrderKind
 from servingbench.models.entry import ModelEntry
+from servingbench.pipeline import DEFAULT_PIPELINE, Pipeline
 
 STUDY_USERS = [1, 10, 25, 50, 75, 100]  # the reference study's user counts (section 4.6)
 CLOSED_LOOP = "closed"  # the study's closed-loop users, one cell per user count
@@ -194,6 +195,12 @@ class TuneSettings(_Strict):
 class Study(_Strict):
     name: str = "custom"
     frameworks: list[str] = Field(default_factory=lambda: ["reference"])
+    pipeline: list[Pipeline] = Field(default_factory=lambda: [DEFAULT_PIPELINE], description=(
+        "end_to_end (every framework gets the raw sample and answers the task output), network_only (the network's "
+        "tensor in and out, the client doing the rest), or both: each measured and ranked apart"))
+    client_preprocess: Literal["once", "per_request"] = Field("once", description=(
+        "network_only: the client's preprocessing done once per sample before the trial (measured apart, as the "
+        "study), or for every request inside the closed loop, its cost in each latency and under load"))
     models: list[ModelEntry] = Field(default_factory=lambda: [ModelEntry(name="resnet50")],
                                      description="registered names, or your own models (hf, network, python)")
     size: Literal["tiny", "real"] = "tiny"
@@ -211,12 +218,32 @@ class Study(_Strict):
     tune: TuneSettings | None = Field(None, description="present: `servingbench run` tunes each framework's "
                                                         "settings (as `servingbench tune` does) instead")
 
-    @field_validator("frameworks", "models")
+    @field_validator("frameworks", "models", "pipeline")
     @classmethod
     def _non_empty(cls, names: list) -> list:
         if not names:
             raise ValueError("must name at least one")
         return names
+
+    @model_validator(mode="after")
+    def _per_request_in_the_closed_loop(self) -> "Study":
+        if self.client_preprocess == "per_request":
+            if self.load.scenarios != [CLOSED_LOOP]:
+                raise ValueError("client_preprocess per_request runs in the closed loop only (load.scenarios: "
+                                 "[closed]); LoadGen sends requests made before the run")
+            if self.load.remote_workers:
+                raise ValueError("client_preprocess per_request needs the model's processing files on the load "
+                                 "host: it can't run on remote workers")
+        return self
+
+    @field_validator("pipeline", mode="before")
+    @classmethod
+    def _one_or_more(cls, pipeline: Any) -> Any:
+        """`pipeline: network_only` or a list; each named once."""
+        pipelines = [pipeline] if isinstance(pipeline, str) else pipeline
+        if isinstance(pipelines, list) and len(set(map(str, pipelines))) < len(pipelines):
+            raise ValueError("names a pipeline twice")
+        return pipelines
 
     @field_validator("models", mode="before")
     @classmethod

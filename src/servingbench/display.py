@@ -11,6 +11,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from servingbench.analysis.slo import observed_text
+from servingbench.pipeline import served_label
 from servingbench.results.schema import CellSummary, GateVerdict, Summary, TrialSummary
 from servingbench.results.tables import ci_text
 from servingbench.results.tune_schema import Confirmation, TuneSummary
@@ -69,7 +70,8 @@ class Display:
             self.warn(warning)
 
     def cell_not_run(self, cell: CellSummary) -> None:
-        self.console.print(f"  [red]{escape(f'{cell.framework} / {cell.model}: {cell.status}')}[/]: {escape(cell.reason)}",
+        served = served_label(cell.framework, cell.pipeline)
+        self.console.print(f"  [red]{escape(f'{served} / {cell.model}: {cell.status}')}[/]: {escape(cell.reason)}",
                            highlight=False)
         if cell.log_tail:
             self.console.print(cell.log_tail, style="dim", markup=False, highlight=False)
@@ -82,8 +84,8 @@ class Display:
             table.add_column("framework")
             for level in levels:
                 table.add_column(escape(level), justify="right")
-            by_key = {(c.framework, c.level): c for c in cells}
-            for fw in dict.fromkeys(c.framework for c in cells):
+            by_key = {(served_label(c.framework, c.pipeline), c.level): c for c in cells}
+            for fw in dict.fromkeys(served_label(c.framework, c.pipeline) for c in cells):
                 table.add_row(escape(fw), *(escape(_cell_text(by_key.get((fw, level)))) for level in levels))
             self.console.print(table)
             for cell in (c for c in cells if c.slo):

@@ -8,6 +8,7 @@ from importlib.metadata import entry_points
 from servingbench.adapters.base import Adapter
 from servingbench.config import Study
 from servingbench.errors import ServingbenchError
+from servingbench.pipeline import Pipeline
 
 # name -> "module:Class", imported on use so a framework's heavy imports cost nothing elsewhere.
 ADAPTERS: dict[str, str] = {
@@ -45,5 +46,6 @@ def adapter_class(name: str) -> type[Adapter]:
     return getattr(import_module(module), cls)
 
 
-def get_adapter(name: str, study: Study) -> Adapter:
-    return adapter_class(name)(study)
+def get_adapter(name: str, study: Study, pipeline: Pipeline | None = None) -> Adapter:
+    """`pipeline`: the one it serves, the study's first by default."""
+    return adapter_class(name)(study, pipeline)

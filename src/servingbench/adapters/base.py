@@ -24,6 +24,7 @@ from servingbench.launch.contracts import LaunchSpec, Ports
 from servingbench.launch.image_definitions import ImageRecipe, image_tag, sif_path
 from servingbench.load.contracts import PreparedRequest
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
+from servingbench.pipeline import Pipeline
 
 
 @dataclass(frozen=True)
@@ -131,9 +132,17 @@ class Adapter(ABC):
     runs_servingbench_code: ClassVar[bool] = True
     image_extras: ClassVar[tuple[str, ...]] = ()
     image_system_packages: ClassVar[tuple[str, ...]] = ()
+    # The pipelines this framework can serve (config.Pipeline). A server that takes the raw sample and answers the
+    # task output is end_to_end; one that can also take the network's tensor adds network_only.
+    pipelines: ClassVar[tuple[Pipeline, ...]] = ("end_to_end",)
+    # A network_only framework's client work (preprocessing before requests, postprocessing after): its adapter
+    # keeps each model's processing there when packaging; the load loop's client step rebuilds it (client_step.py).
+    client_processing: ClientSideProcessing | None = None
 
-    def __init__(self, study: Study):
+    def __init__(self, study: Study, pipeline: Pipeline | None = None):
+        """`pipeline`: the one this adapter serves; the study's first by default."""
         self.study = study
+        self.pipeline: Pipeline = pipeline or study.pipeline[0]
         options = study.server.options.get(self.name, {})
         unknown = set(options) - set(self.option_defaults)
         if unknown:
@@ -223,6 +232,14 @@ class Adapter(ABC):
     def unsupported_reason(self, model: ModelSpec) -> str | None:
         """None when this framework can serve the model, else why not (the cell becomes 'unsupported')."""
         return None
+
+    def pipeline_problem(self) -> str | None:
+        """Why this framework can't serve `self.pipeline`, or None."""
+        if self.pipeline in self.pipelines:
+            return None
+        return (f"{self.name} serves only {' and '.join(self.pipelines)}" + (
+            ": it takes the raw sample and answers the task output, it can't be handed the network's tensor"
+            if self.pipelines == ("end_to_end",) else ""))
 
     @abstractmethod
     def package(self, model: ModelSpec, loaded: LoadedModel, workdir: Path) -> Artifact:

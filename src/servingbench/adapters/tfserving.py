@@ -1,9 +1,12 @@
 """TensorFlow Serving: a SavedModel per model (converted from the shared torch network, see
 exports/savedmodel.py), `tensorflow_model_server` with a model config file, REST or gRPC.
 
-As in the study, the client preprocesses and TF Serving runs only the network: requests are TF
-Serving's REST JSON (`{"signature_name": ..., "instances": [...]}`) or a gRPC
-`PredictionService/Predict` message. The server is `tensorflow_model_server` on PATH (or
+Two pipelines (study `pipeline`). end_to_end (the default): the SavedModel's signature takes the raw sample (JPEG
+or WAV bytes, a tf.string: REST `{"instances": [{"b64": ...}]}`, gRPC a string tensor) and runs the model's
+preprocessing, the network and its postprocessing in TensorFlow ops (exports/savedmodel_end_to_end.py), answering
+the task output; models whose processing TensorFlow ops can't express are 'unsupported' there. network_only (the
+study's set-up): the client preprocesses and TF Serving runs only the network. Requests are TF Serving's REST JSON
+(`{"signature_name": ..., "instances": [...]}`) or a gRPC `PredictionService/Predict` message. The server is `tensorflow_model_server` on PATH (or
 `server.options.tfserving.binary`), or the `tensorflow/serving` image (`container_image`) run by docker,
 podman or apptainer when the study sets `server.container`. Neither exists on the build machine (no pip or
 apt package, no container engine), so there the adapter reports itself unavailable; the tests drive it against a
@@ -17,6 +20,7 @@ cores); not workers, which adds no model copy.
 """
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import shutil
@@ -43,6 +47,13 @@ from servingbench.exports.savedmodel import (
     export_savedmodel,
     tensorflow_missing,
     variable_axes,
+)
+from servingbench.exports.savedmodel_end_to_end import (
+    CLASSIFICATION_OUTPUTS,
+    SAMPLE_INPUT,
+    SPEECH_OUTPUTS,
+    TOKEN_PAD,
+    export_end_to_end_savedmodel,
 )
 from servingbench.launch.contracts import LaunchSpec, Ports
 from servingbench.load.contracts import PreparedRequest
@@ -87,6 +98,10 @@ INSTALL_HINT = ("install TF Serving (Google's apt repository "
                 "https://storage.googleapis.com/tensorflow-serving-apt, package tensorflow-model-server) and put "
                 f"{BINARY} on PATH, or set server.options.tfserving.binary, or run its official image "
                 "(tensorflow/serving) with --container docker|podman|apptainer")
+# end_to_end: the tasks whose processing exports/savedmodel_end_to_end.py writes in TensorFlow ops, and why not others.
+END_TO_END_TASKS = ("image-classification", "speech-recognition")
+NOT_IN_TF_OPS = {"summarization": "its BPE tokenisation, generate() loop and detokenisation",
+                 "text-classification": "its tokenisation", "feature-extraction": "its tokenisation"}
 
 
 class TFServingAdapter(Adapter):
@@ -97,10 +112,11 @@ class TFServingAdapter(Adapter):
     option_choices = {"protocol": PROTOCOLS}
     container_image = "tensorflow/serving:2.19.0"
     runs_servingbench_code = False  # it serves the SavedModel as it is
+    pipelines = ("end_to_end", "network_only")
 
-    def __init__(self, study):
-        super().__init__(study)
-        self._client = ClientSideProcessing()
+    def __init__(self, study, pipeline=None):
+        super().__init__(study, pipeline)
+        self.client_processing = ClientSideProcessing()
 
     def knobs(self, host: Host) -> list[Knob]:
         return [*core_knobs(host, workers=False),
@@ -126,14 +142,32 @@ class TFServingAdapter(Adapter):
             return Availability(False, f"{BINARY} not found at {binary}")
         return Availability(True, details={"server": binary})
 
+    def unsupported_reason(self, model: ModelSpec) -> str | None:
+        """end_to_end: the tasks TensorFlow ops can't process, and your own models (their processing is yours);
+        the rest (including a registered model whose processor has no TF-ops version) is decided in package()."""
+        if self.pipeline != "end_to_end":
+            return None
+        entry = model.entry
+        if entry is not None and entry.kind != "registered":
+            why = f"{model.name} is your own model ({entry.kind}): its processing"
+        elif model.task not in END_TO_END_TASKS:
+            why = f"{model.name}'s {model.task} ({NOT_IN_TF_OPS.get(model.task, 'its processing')})"
+        else:
+            return None
+        return f"TF Serving end_to_end: {why} can't be expressed in TensorFlow ops; use pipeline network_only"
+
     # -- packaging ----------------------------------------------------------------------------------------------
 
     def package(self, model: ModelSpec, loaded: LoadedModel, workdir: Path) -> Artifact:
-        """models/<name>/1/saved_model.pb: TF Serving's base path layout (a version folder per model)."""
+        """models/<name>/1/saved_model.pb: TF Serving's base path layout (a version folder per model). end_to_end:
+        the signature takes the raw sample and answers the task output; network_only: the network alone."""
         base = workdir / "models"
         shutil.rmtree(base, ignore_errors=True)
-        export_savedmodel(model, loaded, base / model.name / "1", variable_axes(model, loaded))
-        self._client.keep(model.name, loaded)
+        if self.pipeline == "end_to_end":
+            export_end_to_end_savedmodel(model, loaded, base / model.name / "1")
+        else:
+            export_savedmodel(model, loaded, base / model.name / "1", variable_axes(model, loaded))
+        self.client_processing.keep(model.name, loaded)
         return Artifact(self.name, model.name, base, tuple(sorted(base.rglob("*"))))
 
     def server_files(self, artifact: Artifact, run_dir: Path) -> dict[str, Path]:
@@ -173,7 +207,13 @@ class TFServingAdapter(Adapter):
     # -- requests -----------------------------------------------------------------------------------------------
 
     def request(self, model: ModelSpec, sample: Sample) -> PreparedRequest:
-        tensor, preprocess_ms = self._client.preprocess(model.name, sample)
+        if self.pipeline == "end_to_end":  # the sample as it is, in a string tensor
+            if self.settings["protocol"] == "grpc":
+                return PreparedRequest(protocol="grpc", path=PREDICT_METHOD, sample=sample.name,
+                                       body=encode_grpc_sample_request(model.name, sample.data))
+            return PreparedRequest(path=f"/v1/models/{model.name}:predict", body=encode_rest_sample_request(sample.data),
+                                   headers={"Content-Type": "application/json"}, sample=sample.name)
+        tensor, preprocess_ms = self.client_processing.preprocess(model.name, sample)
         if self.settings["protocol"] == "grpc":
             return PreparedRequest(protocol="grpc", path=PREDICT_METHOD, body=encode_grpc_request(model.name, tensor),
                                    sample=sample.name, client_preprocess_ms=preprocess_ms)
@@ -182,8 +222,11 @@ class TFServingAdapter(Adapter):
                                client_preprocess_ms=preprocess_ms)
 
     def decode(self, model: ModelSpec, status: int, body: bytes) -> Output | None:
+        if self.pipeline == "end_to_end":
+            grpc = self.settings["protocol"] == "grpc"
+            return task_output(decode_grpc_outputs(body) if grpc else decode_rest_outputs(body))
         array = decode_grpc_response(body) if self.settings["protocol"] == "grpc" else decode_rest_response(body)
-        return self._client.postprocess(model.name, array)
+        return self.client_processing.postprocess(model.name, array)
 
     def scrape_metrics(self, launch: LaunchSpec, ports: Ports) -> dict[str, float]:
         return prometheus_counters(get_text(f"http://127.0.0.1:{ports.http}{METRICS_PATH}"), METRICS, {})
@@ -274,3 +317,94 @@ def decode_grpc_response(body: bytes) -> np.ndarray:
     from tensorflow_serving.apis import predict_pb2
 
     return proto_array(predict_pb2.PredictResponse.FromString(body).outputs[OUTPUT])
+
+
+# -- end_to_end: raw samples in, the signature's named outputs back ---------------------------------------------------
+
+def encode_rest_sample_request(data: bytes) -> bytes:
+    """One instance, the sample's bytes base64-encoded as TF Serving's REST API takes binary strings."""
+    return json.dumps({"signature_name": SIGNATURE,
+                       "instances": [{"b64": base64.b64encode(data).decode("ascii")}]}).encode()
+
+
+def decode_rest_outputs(body: bytes) -> dict[str, object]:
+    """The first instance's outputs by name (row format: a prediction is an object of the named outputs)."""
+    document = json.loads(body)
+    if "error" in document:
+        raise ValueError(document["error"])
+    (prediction,) = document["predictions"]
+    return prediction
+
+
+def string_tensor_proto(values: list[bytes]):
+    """A 1-D DT_STRING TensorProto."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, string_val=values, tensor_shape=tensor_shape_pb2.
+                                  TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=len(values))]))
+
+
+def any_proto_array(proto) -> np.ndarray:
+    """A TensorProto of floats, ints or strings as a numpy array (bytes objects for strings)."""
+    from tensorflow.core.framework import types_pb2
+
+    shape = [d.size for d in proto.tensor_shape.dim]
+    if proto.dtype == types_pb2.DT_STRING:
+        return np.array(list(proto.string_val), dtype=object).reshape(shape)
+    if proto.dtype == types_pb2.DT_FLOAT:
+        return proto_array(proto)
+    numpy_type = {types_pb2.DT_INT32: "<i4", types_pb2.DT_INT64: "<i8", types_pb2.DT_DOUBLE: "<f8"}[proto.dtype]
+    if proto.tensor_content:
+        return np.frombuffer(proto.tensor_content, dtype=numpy_type).reshape(shape)
+    field = {types_pb2.DT_INT32: proto.int_val, types_pb2.DT_INT64: proto.int64_val,
+             types_pb2.DT_DOUBLE: proto.double_val}[proto.dtype]
+    return np.asarray(field, dtype=numpy_type).reshape(shape)
+
+
+def array_tensor_proto(array: np.ndarray):
+    """Any numpy array (float32, int32/64, bytes objects) as a TensorProto, as TF Serving answers."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in array.shape])
+    if array.dtype == object or array.dtype.kind == "S":
+        return tensor_pb2.TensorProto(dtype=types_pb2.DT_STRING, tensor_shape=shape,
+                                      string_val=[bytes(v) for v in array.reshape(-1)])
+    kinds = {"float32": (types_pb2.DT_FLOAT, "<f4"), "int32": (types_pb2.DT_INT32, "<i4"),
+             "int64": (types_pb2.DT_INT64, "<i8"), "float64": (types_pb2.DT_DOUBLE, "<f8")}
+    dtype, wire = kinds[array.dtype.name]
+    return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape, tensor_content=array.astype(wire).tobytes())
+
+
+def encode_grpc_sample_request(model_name: str, data: bytes) -> bytes:
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = SIGNATURE
+    request.inputs[SAMPLE_INPUT].CopyFrom(string_tensor_proto([data]))
+    return request.SerializeToString()
+
+
+def decode_grpc_outputs(body: bytes) -> dict[str, object]:
+    """The first batch item's outputs by name."""
+    from tensorflow_serving.apis import predict_pb2
+
+    outputs = predict_pb2.PredictResponse.FromString(body).outputs
+    return {name: any_proto_array(proto)[0] for name, proto in outputs.items()}
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def task_output(outputs: dict[str, object]) -> Output:
+    """The end_to_end signature's outputs for one sample (REST JSON or gRPC arrays) as the task Output."""
+    if set(CLASSIFICATION_OUTPUTS) <= set(outputs):
+        top = zip(np.asarray(outputs["top_ids"]).tolist(), list(outputs["top_labels"]),
+                  np.asarray(outputs["top_probabilities"], dtype=np.float64).tolist())
+        return {"top5": [[int(i), _text(label), float(p)] for i, label, p in top],
+                "logits": np.asarray(outputs["logits"], dtype=np.float64).tolist()}
+    if set(SPEECH_OUTPUTS) <= set(outputs):
+        return {"text": _text(outputs["text"]),
+                "token_ids": [int(t) for t in np.asarray(outputs["token_ids"]).tolist() if t != TOKEN_PAD]}
+    raise ValueError(f"unexpected outputs {sorted(outputs)}")

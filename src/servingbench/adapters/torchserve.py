@@ -75,8 +75,8 @@ class TorchServeAdapter(Adapter):
     image_extras = ("torchserve",)
     image_system_packages = ("openjdk-17-jre-headless",)
 
-    def __init__(self, study):
-        super().__init__(study)
+    def __init__(self, study, pipeline=None):
+        super().__init__(study, pipeline)
         self._key_file: Path | None = None
 
     def availability(self) -> Availability:

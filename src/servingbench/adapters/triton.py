@@ -1,29 +1,41 @@
 """NVIDIA Triton Inference Server: a generated model repository, the KServe v2 protocol.
 
-As in the study, Triton's client preprocesses (decode, resize, normalise, feature extraction,
-tokenisation): `request()` does it before timing and measures it; the server runs only the network.
-Backends: `python` (a generated model.py running TorchScript, or BART's generate(), which the
+Two pipelines (config.Pipeline), each a repository of its own:
+  end_to_end    (the default) the request carries the sample's raw bytes (JPEG, WAV, UTF-8 text) as a
+                uint8 vector `sample`, and the answer is the task output's JSON text, a uint8 vector
+                `answer`. `<name>` is an ensemble of `<name>_preprocess` and `<name>_postprocess`
+                (python-backend models running servingbench's processing of the model,
+                triton_processing_model.py) around the network, `<name>_network`. uint8, not BYTES:
+                Triton 2.51's python stub hands BYTES inputs over as uninitialised memory under numpy 2.
+  network_only  as in the study, Triton's client preprocesses (decode, resize, normalise, feature
+                extraction, tokenisation): `request()` does it before timing and measures it; the
+                server runs only the network, `<name>`, and the client postprocesses its output.
+Backends of the network: `python` (a generated model.py running TorchScript, or BART's generate(), which the
 study's TorchScript route could not serve), and for hosts whose Triton has them `pytorch`
 (TorchScript `model.pt`, the study's "Triton (PyTorch)"), `onnxruntime` (`model.onnx`) and
 `tensorflow` (`model.savedmodel`, the SavedModel TF Serving gets: the study's "Triton (TensorFlow)").
 The server is the `tritonserver` binary bundled in the `nvidia-pytriton` wheel (python backend
 only), one you give with `server.options.triton.server`, or the official image (`container_image`) run by
-docker, podman or apptainer when the study sets `server.container` (launch/containers.py).
+docker, podman or apptainer when the study sets `server.container` (launch/containers.py); that image's
+python backend has no torch or servingbench, so it serves network_only.
 
 `servingbench tune` searches `server.workers` (the instance count), `server.threads`, max_batch_size
 (dynamic batching) with max_queue_delay_us, and either the backend (where this host's Triton has more
 than one that can serve servingbench's repositories) or, with only the python backend, `server.runtime`.
+In end_to_end the pre- and postprocessing models get the network's instance count and max_batch_size too.
 `write_config` copies the tuned model repository and gives tritonserver's command line.
 """
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import sys
 import sysconfig
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from servingbench.adapters import kserve_v2
@@ -38,7 +50,7 @@ from servingbench.adapters.base import (
     runtime_knob,
 )
 from servingbench.adapters.http_metrics import get_text, prometheus_counters
-from servingbench.adapters.served_model import write_served_model
+from servingbench.adapters.served_model import MANIFEST, ServedModelManifest, write_served_model
 from servingbench.adapters.written_config import ServableConfig, env_command, place, written_files
 from servingbench.errors import ServingbenchError
 from servingbench.exports.onnx import export_onnx
@@ -60,6 +72,9 @@ REPOSITORY, BACKENDS = "repository", "backends"  # in a written configuration
 PROTOCOLS = ("http", "grpc")
 # Copied as model.py into the repository; imported only inside Triton's stub (it needs pb_utils).
 PYTHON_MODEL = Path(__file__).with_name("triton_python_model.py")
+# end_to_end's pre- and postprocessing models: `<name>_<step>`, each running PROCESSING_MODEL as model.py.
+PROCESSING_MODEL = Path(__file__).with_name("triton_processing_model.py")
+STEPS = ("preprocess", "postprocess")
 INPUT, OUTPUT = "INPUT__0", "OUTPUT__0"  # the pytorch backend's naming convention; fine for all backends
 # config.pbtxt's DataType names (model_config.proto) and platforms of the backends that take one.
 TRITON_TYPES = {torch.float32: "TYPE_FP32", torch.int64: "TYPE_INT64", torch.float16: "TYPE_FP16",
@@ -108,10 +123,11 @@ class TritonAdapter(Adapter):
     option_choices = {"protocol": PROTOCOLS}
     container_image = "nvcr.io/nvidia/tritonserver:24.10-py3"  # Triton 2.51, the server nvidia-pytriton bundles
     runs_servingbench_code = False  # its pytorch, onnxruntime and tensorflow backends serve exports as they are
+    pipelines = ("end_to_end", "network_only")
 
-    def __init__(self, study):
-        super().__init__(study)
-        self._client = ClientSideProcessing()
+    def __init__(self, study, pipeline=None):
+        super().__init__(study, pipeline)
+        self.client_processing = ClientSideProcessing()
 
     # -- where the server and its backends are -------------------------------------------------------------
 
@@ -166,22 +182,53 @@ class TritonAdapter(Adapter):
         if backend not in self.backends():
             return (f"Triton's {backend} backend is not installed here (this host has: "
                     f"{', '.join(self.backends()) or 'none'}); use the official container on a host that has it")
+        if self.pipeline == "end_to_end" and self.container:
+            return ("end_to_end runs the model's pre- and postprocessing in python-backend models, and the official "
+                    "image's python backend has no torch or servingbench: use the pipeline network_only there, or "
+                    "the bundled tritonserver")
+        if self.pipeline == "end_to_end" and "python" not in self.backends():
+            return ("end_to_end runs the model's pre- and postprocessing in python-backend models, and this "
+                    "tritonserver has no python backend")
         return None
 
     # -- packaging ----------------------------------------------------------------------------------------------
 
     def package(self, model: ModelSpec, loaded: LoadedModel, workdir: Path) -> Artifact:
-        backend = self.settings["backend"]
+        """network_only: one model, `model.name`, the network. end_to_end: the ensemble `model.name` chaining
+        `<name>_preprocess`, the network `<name>_network` and `<name>_postprocess` (module docstring)."""
         repo = workdir / "model_repository"
         shutil.rmtree(repo, ignore_errors=True)
-        version = repo / model.name / "1"
+        network = self._network_name(model)
+        runtime = self._write_network(model, loaded, repo / network / "1")
+        for name, config in self.model_configs(model, loaded).items():
+            (repo / name / "1").mkdir(parents=True, exist_ok=True)  # an ensemble's version folder stays empty
+            (repo / name / "config.pbtxt").write_text(config)
+        if self.pipeline == "end_to_end":
+            for step in STEPS:
+                version = repo / f"{model.name}_{step}" / "1"
+                shutil.copy(PROCESSING_MODEL, version / "model.py")
+                loaded.save_processing(version)
+                (version / MANIFEST).write_text(ServedModelManifest(
+                    model=model.reference(), size=model.size, threads=self.study.server.threads,
+                    note=f"the {step}ing of {model.name} only (triton_processing_model.py)").model_dump_json(indent=1))
+            runtime += f"; {model.name}'s pre- and postprocessing in python-backend models, chained by an ensemble"
+        else:
+            self.client_processing.keep(model.name, loaded)
+        return Artifact(self.name, model.name, repo, tuple(sorted(repo.rglob("*"))), runtime)
+
+    def _network_name(self, model: ModelSpec) -> str:
+        """The network's model in the repository: the served model itself in network_only."""
+        return f"{model.name}_network" if self.pipeline == "end_to_end" else model.name
+
+    def _write_network(self, model: ModelSpec, loaded: LoadedModel, version: Path) -> str:
+        """The network in the backend's format under `version`; returns what runs it."""
+        backend = self.settings["backend"]
         version.mkdir(parents=True)
-        runtime = f"{backend} backend"
         if backend == "python":  # the served-model folder every Python framework runs, in server.runtime
             shutil.copy(PYTHON_MODEL, version / "model.py")
             served = write_served_model(model, loaded, version, self.study.server.runtime, self.study.server.threads)
-            runtime = f"{served.runtime} (python backend)"
-        elif backend == "pytorch":
+            return f"{served.runtime} (python backend)"
+        if backend == "pytorch":
             export_torchscript(model, loaded, version / "model.pt")
         elif backend == "onnxruntime":
             export_onnx(model, loaded, version / "model.onnx", INPUT, OUTPUT)
@@ -189,40 +236,70 @@ class TritonAdapter(Adapter):
             export_savedmodel(model, loaded, version / "model.savedmodel", variable_axes(model, loaded))
         else:
             raise ServingbenchError(f"server.options.triton.backend: unknown backend '{backend}'")
-        (repo / model.name / "config.pbtxt").write_text(self.model_config(model, loaded))
-        self._client.keep(model.name, loaded)
-        return Artifact(self.name, model.name, repo, tuple(sorted(repo.rglob("*"))), runtime)
+        return f"{backend} backend"
 
     def _tensor_names(self) -> tuple[str, str]:
         """A SavedModel's tensors are its signature's; every other backend uses INPUT__0 / OUTPUT__0."""
         return (SAVEDMODEL_INPUT, SAVEDMODEL_OUTPUT) if self.settings["backend"] == "tensorflow" else (INPUT, OUTPUT)
 
     def model_config(self, model: ModelSpec, loaded: LoadedModel) -> str:
-        """config.pbtxt declaring the real tensor shapes, so that perf_analyzer and Model Analyzer take the
+        """The network model's config.pbtxt (model_configs has every model's of the pipeline)."""
+        return self.model_configs(model, loaded)[self._network_name(model)]
+
+    def model_configs(self, model: ModelSpec, loaded: LoadedModel) -> dict[str, str]:
+        """config.pbtxt of each model in the repository, by model name.
+
+        The network's declares the real tensor shapes, so that perf_analyzer and Model Analyzer take the
         repository without --shape: a dimension is the samples' size, or -1 where the samples differ along it
         (Triton rejects a request whose shape differs from a fixed dimension). With max_batch_size > 0 the
-        batch dimension is left out: Triton adds its own."""
+        batch dimension is left out: Triton adds its own. In end_to_end the pre- and postprocessing models
+        and the ensemble take the same max_batch_size (an ensemble batches only if every step does); the
+        sample and the answer are uint8 vectors, [1, -1] with the batch dimension."""
         from google.protobuf import text_format
-        from tritonclient.grpc import model_config_pb2
+        from tritonclient.grpc import model_config_pb2 as pb
 
         inputs = [loaded.preprocess(sample.data) for sample in model.samples()]
         with torch.inference_mode():
             outputs = [loaded.network(tensor) for tensor in inputs]
         backend, batch = self.settings["backend"], self.settings["max_batch_size"]
-        config = model_config_pb2.ModelConfig(name=model.name, max_batch_size=batch)
-        if backend in PLATFORMS:
-            config.platform = PLATFORMS[backend]
-        else:
-            config.backend = backend
         input_name, output_name = self._tensor_names()
-        config.input.add(name=input_name, data_type=_triton_type(inputs[0]),
-                         dims=_dims(inputs[0].shape, variable_axes(model, loaded), batch))
-        config.output.add(name=output_name, data_type=_triton_type(outputs[0]),
-                          dims=_dims(outputs[0].shape, _varying_axes([o.shape for o in outputs]), batch))
-        config.instance_group.add(kind=model_config_pb2.ModelInstanceGroup.KIND_CPU, count=self.study.server.workers)
+        # (name, data type, dims) of the network's input and output
+        network_in = (input_name, _triton_type(inputs[0]), _dims(inputs[0].shape, variable_axes(model, loaded), batch))
+        network_out = (output_name, _triton_type(outputs[0]),
+                       _dims(outputs[0].shape, _varying_axes([o.shape for o in outputs]), batch))
+        wire = _dims(torch.Size([1, 1]), (1,), batch)  # bytes of one sample, one answer
+        sample, answer = (kserve_v2.SAMPLE_INPUT, "TYPE_UINT8", wire), (kserve_v2.ANSWER_OUTPUT, "TYPE_UINT8", wire)
+
+        def config(name: str, tensor_in: tuple, tensor_out: tuple, **fields) -> pb.ModelConfig:
+            made = pb.ModelConfig(name=name, max_batch_size=batch, **fields)
+            for add, (tensor, data_type, dims) in ((made.input.add, tensor_in), (made.output.add, tensor_out)):
+                add(name=tensor, data_type=pb.DataType.Value(data_type), dims=dims)
+            if fields.get("platform") != "ensemble":
+                made.instance_group.add(kind=pb.ModelInstanceGroup.KIND_CPU, count=self.study.server.workers)
+            return made
+
+        network = config(self._network_name(model), network_in, network_out,
+                         **({"platform": PLATFORMS[backend]} if backend in PLATFORMS else {"backend": backend}))
         if batch:
-            config.dynamic_batching.max_queue_delay_microseconds = self.settings["max_queue_delay_us"]
-        return text_format.MessageToString(config)
+            network.dynamic_batching.max_queue_delay_microseconds = self.settings["max_queue_delay_us"]
+        configs = [network]
+        if self.pipeline == "end_to_end":
+            steps = {"preprocess": (sample, network_in), "postprocess": (network_out, answer)}
+            for step, (tensor_in, tensor_out) in steps.items():
+                made = config(f"{model.name}_{step}", tensor_in, tensor_out, backend="python")
+                made.parameters["step"].string_value = step
+                configs.append(made)
+            ensemble = config(model.name, sample, answer, platform="ensemble")
+            # ensemble tensor names: the request's, then the network's input and output between the steps
+            for step, (inner_in, outer_in), (inner_out, outer_out) in (
+                    (f"{model.name}_preprocess", (sample[0], sample[0]), (network_in[0], "network_input")),
+                    (network.name, (network_in[0], "network_input"), (network_out[0], "network_output")),
+                    (f"{model.name}_postprocess", (network_out[0], "network_output"), (answer[0], answer[0]))):
+                added = ensemble.ensemble_scheduling.step.add(model_name=step, model_version=-1)
+                added.input_map[inner_in] = outer_in
+                added.output_map[inner_out] = outer_out
+            configs.append(ensemble)
+        return {made.name: text_format.MessageToString(made) for made in configs}
 
     # -- launching ----------------------------------------------------------------------------------------------
 
@@ -286,15 +363,22 @@ class TritonAdapter(Adapter):
     # -- requests -----------------------------------------------------------------------------------------------
 
     def request(self, model: ModelSpec, sample: Sample) -> PreparedRequest:
-        tensor, preprocess_ms = self._client.preprocess(model.name, sample)
-        input_name, output_name = self._tensor_names()
+        """network_only: the network's input tensor, preprocessed here (measured apart). end_to_end: the sample's
+        bytes as they are, a uint8 vector (triton_processing_model.py says why not BYTES), no client work."""
+        if self.pipeline == "end_to_end":
+            inputs = {kserve_v2.SAMPLE_INPUT: np.frombuffer(sample.data, dtype=np.uint8).reshape(1, -1)}
+            output, preprocess_ms = kserve_v2.ANSWER_OUTPUT, 0.0
+        else:
+            tensor, preprocess_ms = self.client_processing.preprocess(model.name, sample)
+            input_name, output = self._tensor_names()
+            inputs = {input_name: tensor}
         if self.settings["protocol"] == "grpc":
             from servingbench.adapters import kserve_v2_grpc
 
             return PreparedRequest(protocol="grpc", path=kserve_v2_grpc.INFER_METHOD,
-                                   body=kserve_v2_grpc.encode_request(model.name, {input_name: tensor}, [output_name]),
+                                   body=kserve_v2_grpc.encode_request(model.name, inputs, [output]),
                                    sample=sample.name, client_preprocess_ms=preprocess_ms)
-        body, headers = kserve_v2.encode_request({input_name: tensor}, [output_name], self.settings["binary"])
+        body, headers = kserve_v2.encode_request(inputs, [output], self.settings["binary"])
         return PreparedRequest(path=f"/v2/models/{model.name}/infer", body=body, headers=headers, sample=sample.name,
                                client_preprocess_ms=preprocess_ms)
 
@@ -305,7 +389,20 @@ class TritonAdapter(Adapter):
             outputs = kserve_v2_grpc.decode_response(body)
         else:
             outputs = kserve_v2.decode_response(body)
-        return self._client.postprocess(model.name, outputs[self._tensor_names()[1]])
+        if self.pipeline == "end_to_end":  # the task output's JSON text
+            return json.loads(outputs[kserve_v2.ANSWER_OUTPUT].astype(np.uint8).tobytes())
+        return self.client_processing.postprocess(model.name, outputs[self._tensor_names()[1]])
 
     def scrape_metrics(self, launch: LaunchSpec, ports: Ports) -> dict[str, float]:
-        return prometheus_counters(get_text(f"http://127.0.0.1:{ports.metrics}/metrics"), METRICS, {})
+        """The served model's counters. In end_to_end the ensemble's requests and their time in the server; its
+        queue time with each step's (the ensemble counts only its own), and the compute times of the steps
+        (which the ensemble's own sum)."""
+        text = get_text(f"http://127.0.0.1:{ports.metrics}/metrics")
+        served = launch.ready_url.rsplit("/", 2)[-2]  # .../v2/models/<name>/ready
+        counters = prometheus_counters(text, METRICS, {"model": served})
+        if self.pipeline == "end_to_end":
+            counters["queue_us_total"] = counters.get("queue_us_total", 0.0)
+            for step in (f"{served}_preprocess", f"{served}_network", f"{served}_postprocess"):
+                counters["queue_us_total"] += prometheus_counters(text, METRICS, {"model": step}).get(
+                    "queue_us_total", 0.0)
+        return counters

@@ -1,9 +1,10 @@
-"""The `model.py` servingbench puts in every Triton python-backend model.
+"""The `model.py` servingbench puts in every Triton python-backend network model.
 
 Triton's python backend runs it in a stub process with the Python servingbench is installed in.
-As in the study's Triton set-up, the client does pre- and postprocessing: this model runs only the
-network of the served-model folder beside it (served_model.py: TorchScript by default, eager or
-onnxruntime as `server.runtime` says; BART's generate() loop eager). The tensor names come from the
+It runs only the network of the served-model folder beside it (served_model.py: TorchScript by
+default, eager or onnxruntime as `server.runtime` says; BART's generate() loop eager), in both
+pipelines: network_only's client pre- and postprocesses (the study's Triton set-up), end_to_end's
+ensemble has triton_processing_model.py do it around this model. The tensor names come from the
 model's config.pbtxt, which Triton hands over.
 """
 from __future__ import annotations

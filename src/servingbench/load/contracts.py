@@ -34,12 +34,23 @@ class PreparedRequest(_Contract):
     client_preprocess_ms: float = 0.0
 
 
+class ClientStep(_Contract):
+    """Client work done for every request inside the load loop and timed with it (the study's client preprocessing,
+    paid under load): the load process imports `factory` ("module:function") once, calls it with `argument`, and
+    sends what the function it returns makes of each planned request. The engines only call it: what it does is the
+    caller's."""
+
+    factory: str
+    argument: str = ""
+
+
 class WorkerPlan(_Contract):
     """What every load-generator process is given: where to send what, and where to write."""
 
     trial_id: str
     base_url: str  # scheme://host:port; the scheme is informative, `protocol` decides how to send
     requests: list[PreparedRequest]
+    client_step: ClientStep | None = None  # requests as planned are turned into those sent, each time, in the loop
     request_timeout_s: float
     records_path: Path
     result_path: Path | None = None  # set by the launcher: the worker writes its result there

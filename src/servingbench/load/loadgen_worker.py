@@ -56,7 +56,7 @@ class Sut:
             with self.lock:
                 # http.client and grpcio do not tell when the request was written, the answer began or arrived
                 # whole, apart from being read (0: unknown)
-                self.timings.append(worker_id, index, issued, sent, 0, 0, end, 0, status, error,
+                self.timings.append(worker_id, index, issued, 0, sent, 0, 0, end, 0, status, error,
                                     len(request.body), len(answer))
             if self.plan.accuracy and error is None:
                 data = array.array("B", answer)  # LoadGen copies the answer before this call returns

@@ -39,7 +39,7 @@ DEFAULT_MASTER_PORT = 5557  # Locust's own default, where remote workers look fo
 CLOCK_PINGS = 8
 REPLY_TIMEOUT_S = 10.0
 # The time columns a worker stamps with its own clock; the merge moves them onto the master's.
-TIME_COLUMNS = ("scheduled_ns", "sent_ns", "written_ns", "first_byte_ns", "end_ns", "read_ns")
+TIME_COLUMNS = ("scheduled_ns", "prepared_ns", "sent_ns", "written_ns", "first_byte_ns", "end_ns", "read_ns")
 
 
 def master_address(plan: ClosedLoopPlan) -> tuple[str, int]:

@@ -6,12 +6,14 @@ Locust's distributed mode instead (locust_master.py); the workers use this modul
 connection and sends its next request as soon as the previous answer arrives (no wait time, as
 in the study). Locust only spawns and runs the users: they time each request with
 perf_counter_ns around the socket write and the read of the complete answer (http_wire.py; each
-request's bytes are made once, before the trial) and pack the times into a preallocated buffer;
+request's bytes are made once, before the trial, unless the plan has a client step: then they are made
+for every request, timed from `prepared_ns`) and pack the times into a preallocated buffer;
 the warm-up's rows are written to Parquet as they come, the measurement window's once it closes.
 gRPC (the plan's protocol) goes through grpcio in gevent mode.
 """
 from __future__ import annotations
 
+import importlib
 import itertools
 import json
 import os
@@ -27,7 +29,14 @@ from locust import User, task
 from locust.env import Environment
 from locust.exception import StopUser
 
-from servingbench.load.contracts import ClosedLoopPlan, ClosedLoopResult, RequestOrder, WindowStability
+from servingbench.load.contracts import (
+    ClosedLoopPlan,
+    ClosedLoopResult,
+    PreparedRequest,
+    RequestOrder,
+    WindowStability,
+    WorkerPlan,
+)
 from servingbench.load.http_wire import Exchange, HttpWire, encode_request
 from servingbench.load.records import RecordWriter, TimingBuffer
 from servingbench.load.worker_io import cpu_percent, read_plan, write_result
@@ -36,11 +45,23 @@ FLUSH_INTERVAL_S = 1.0
 WINDOWS_AGREEING = 3  # as perf_analyzer: the last three measurement windows must agree
 
 
+Prepare = Callable[[PreparedRequest], PreparedRequest]
+
+
+def client_step(plan: WorkerPlan) -> Prepare | None:
+    """The plan's per-request client work, made once per trial; None: requests go as planned."""
+    if plan.client_step is None:
+        return None
+    module, _, name = plan.client_step.factory.partition(":")
+    return getattr(importlib.import_module(module), name)(plan.client_step.argument)
+
+
 class Trial:
     """Shared state of one trial: the plan, the window and the timings not yet written."""
 
     def __init__(self, plan: ClosedLoopPlan, first_user_id: int = 0):
         self.plan = plan
+        self.prepare = client_step(plan)
         self.target = urlsplit(plan.base_url)
         self.timings = TimingBuffer()
         self.measure_start_ns: int | None = None
@@ -55,15 +76,20 @@ Sender = Callable[[int], Exchange]
 
 
 def http_sender(trial: Trial, timeout: float) -> tuple[Sender, Callable[[], None], list[int]]:
-    """One keep-alive connection per user, the requests' bytes made once; any non-2xx answer is a failure."""
+    """One keep-alive connection per user, the requests' bytes made once (or, with a client step, made again for
+    every request); any non-2xx answer is a failure."""
     target = trial.target
     wire = HttpWire(target.hostname or "127.0.0.1", target.port or (443 if target.scheme == "https" else 80),
                     timeout, tls=target.scheme == "https")
-    requests = [(encode_request(r.method, target.netloc, r.path, r.headers, r.body), r.method == "HEAD")
-                for r in trial.plan.requests]
+    planned, prepare = trial.plan.requests, trial.prepare
+
+    def wire_bytes(r: PreparedRequest) -> tuple[bytes, bool]:
+        return encode_request(r.method, target.netloc, r.path, r.headers, r.body), r.method == "HEAD"
+
+    requests = [wire_bytes(prepare(r) if prepare else r) for r in planned]
 
     def send(index: int) -> Exchange:
-        request, head_only = requests[index]
+        request, head_only = wire_bytes(prepare(planned[index])) if prepare else requests[index]
         return wire.exchange(request, head_only)
 
     return send, wire.close, [len(request) for request, _ in requests]
@@ -76,11 +102,14 @@ def grpc_sender(trial: Trial, timeout: float) -> tuple[Sender, Callable[[], None
     import grpc
 
     channel = grpc.insecure_channel(f"{trial.target.hostname}:{trial.target.port}")
-    calls = [(channel.unary_unary(r.path), r.body) for r in trial.plan.requests]
+    planned, prepare = trial.plan.requests, trial.prepare
+    calls = [(channel.unary_unary(r.path), (prepare(r) if prepare else r).body) for r in planned]
     perf_ns = time.perf_counter_ns
 
     def send(index: int) -> Exchange:
         call, body = calls[index]
+        if prepare:
+            body = prepare(planned[index]).body
         sent = perf_ns()
         try:
             answer = call(body, timeout=timeout)
@@ -119,17 +148,19 @@ def make_user_class(current_trial: Callable[[], Trial]) -> type[User]:
             send, close, sizes = make_sender(trial, trial.plan.request_timeout_s)
             append = trial.timings.append
             indexes = request_indexes(trial.plan.order, worker_id, len(sizes))
+            prepares = trial.prepare is not None
             try:
                 while trial.stop_sending_ns is None or perf_ns() < trial.stop_sending_ns:
                     index = next(indexes)
+                    prepared = perf_ns() if prepares else 0  # the client's own work is part of this request
                     try:
                         sent, written, first, end, read, status, received, error = send(index)
                     except Exception as exc:  # every failure is a record, never a crash
                         sent = end = read = perf_ns()
                         written = first = status = received = 0
                         error = f"{type(exc).__name__}: {exc}"[:200]
-                    append(worker_id, index, 0, sent, written, first, end, read, status, error, sizes[index],
-                           received)
+                    append(worker_id, index, 0, prepared, sent, written, first, end, read, status, error,
+                           sizes[index], received)
             finally:
                 close()
                 trial.active_users -= 1

@@ -18,12 +18,14 @@ RECORD_SCHEMA = pa.schema([
     ("sample", pa.int32()),         # index into the trial's prepared requests
     ("phase", pa.string()),         # "warmup" | "measure" (sent inside the measurement window)
     ("scheduled_ns", pa.int64()),   # intended send time (open-loop engines); null in a closed loop
+    ("prepared_ns", pa.int64()),    # the client began its per-request work (preprocessing, encoding: the study's
+                                    # client_preprocess per_request); null: the request was made before the trial
     ("sent_ns", pa.int64()),        # the write began
     ("written_ns", pa.int64()),     # the request was fully written (client send = written - sent); null: unknown
     ("first_byte_ns", pa.int64()),  # the answer's first byte arrived (client receive = end - first byte); null: unknown
     ("end_ns", pa.int64()),         # the answer's last byte arrived (the kernel's stamp where it gives one)
     ("read_ns", pa.int64()),        # the load generator had read the whole answer (its own lag = read - end); null: unknown
-    ("latency_us", pa.int64()),
+    ("latency_us", pa.int64()),     # end - sent, or end - prepared where the client prepared it in the loop
     ("ok", pa.bool_()),
     ("status", pa.int32()),         # HTTP status or gRPC code (0 = OK); 0 with an error: no answer at all
     ("error", pa.string()),         # null when ok
@@ -33,8 +35,9 @@ RECORD_SCHEMA = pa.schema([
 
 # The hot path packs each request's timings into a preallocated buffer: no object per request for
 # the garbage collector to walk while the trial runs. 0 marks a time the engine could not take.
-TIMING_ROW = struct.Struct("<iiqqqqqqiiqq")
-TIMING_DTYPE = np.dtype([("worker_id", "<i4"), ("sample", "<i4"), ("scheduled_ns", "<i8"), ("sent_ns", "<i8"),
+TIMING_ROW = struct.Struct("<iiqqqqqqqiiqq")
+TIMING_DTYPE = np.dtype([("worker_id", "<i4"), ("sample", "<i4"), ("scheduled_ns", "<i8"), ("prepared_ns", "<i8"),
+                         ("sent_ns", "<i8"),
                          ("written_ns", "<i8"), ("first_byte_ns", "<i8"), ("end_ns", "<i8"), ("read_ns", "<i8"),
                          ("status", "<i4"), ("error", "<i4"), ("bytes_out", "<i8"), ("bytes_in", "<i8")])
 assert TIMING_DTYPE.itemsize == TIMING_ROW.size
@@ -60,16 +63,16 @@ class TimingBuffer:
     def __len__(self) -> int:
         return self._first_block + (len(self._blocks) - 1) * self.block_rows + self._free
 
-    def append(self, worker_id: int, sample: int, scheduled_ns: int, sent_ns: int, written_ns: int,
-               first_byte_ns: int, end_ns: int, read_ns: int, status: int, error: str | None, bytes_out: int,
-               bytes_in: int) -> None:
+    def append(self, worker_id: int, sample: int, scheduled_ns: int, prepared_ns: int, sent_ns: int,
+               written_ns: int, first_byte_ns: int, end_ns: int, read_ns: int, status: int, error: str | None,
+               bytes_out: int, bytes_in: int) -> None:
         slot = self._free
         if slot == self.block_rows:
             self._blocks.append(bytearray(TIMING_ROW.size * self.block_rows))
             slot = 0
         code = 0 if error is None else self._error_codes.get(error) or self._error_code(error)
-        self._pack(self._blocks[-1], slot * TIMING_ROW.size, worker_id, sample, scheduled_ns, sent_ns, written_ns,
-                   first_byte_ns, end_ns, read_ns, status, code, bytes_out, bytes_in)
+        self._pack(self._blocks[-1], slot * TIMING_ROW.size, worker_id, sample, scheduled_ns, prepared_ns, sent_ns,
+                   written_ns, first_byte_ns, end_ns, read_ns, status, code, bytes_out, bytes_in)
         self._free = slot + 1
 
     def _error_code(self, error: str) -> int:
@@ -113,7 +116,7 @@ class RecordWriter:
         """`rows` as TimingBuffer.take() gives them, `errors` its error table."""
         if not rows.size:
             return
-        sent, end = rows["sent_ns"], rows["end_ns"]
+        sent, end, prepared = rows["sent_ns"], rows["end_ns"], rows["prepared_ns"]
         phase = np.full(len(rows), "warmup", dtype=object)
         if measure_start_ns is not None:
             phase[sent >= measure_start_ns] = "measure"
@@ -124,12 +127,13 @@ class RecordWriter:
             pa.array(rows["sample"]),
             pa.array(phase, pa.string()),
             _known(rows["scheduled_ns"]),
+            _known(prepared),
             pa.array(sent),
             _known(rows["written_ns"]),
             _known(rows["first_byte_ns"]),
             pa.array(end),
             _known(rows["read_ns"]),
-            pa.array((end - sent) // 1000),
+            pa.array((end - np.where(prepared == 0, sent, prepared)) // 1000),
             pa.array(rows["error"] == 0),  # the sender names every failure, non-2xx included
             pa.array(rows["status"]),
             pa.array(error_text, pa.string()),

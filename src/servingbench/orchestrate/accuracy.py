@@ -5,7 +5,7 @@ from servingbench.adapters.base import Adapter
 from servingbench.config import LoadSettings
 from servingbench.load.loadgen import loadgen_plan, read_accuracy_log, run_loadgen
 from servingbench.models.base import ModelSpec, Output, Sample
-from servingbench.orchestrate.trials import Target, trial_id
+from servingbench.orchestrate.trials import Target
 from servingbench.results.schema import Accuracy, Correctness
 from servingbench.results.store import ResultsDir
 
@@ -13,7 +13,7 @@ from servingbench.results.store import ResultsDir
 def run_accuracy(results: ResultsDir, target: Target, adapter: Adapter, model: ModelSpec, samples: list[Sample],
                  references: dict[str, Output], load: LoadSettings) -> Accuracy:
     """`target.requests` are the samples' requests, in the same order."""
-    tid = trial_id(target.framework, target.model, "accuracy", 1)
+    tid = target.trial_id("accuracy", 1)
     log_dir = results.path / "loadgen" / tid
     plan = loadgen_plan(tid, target.base_url, target.requests, "single_stream", load,
                         results.requests_dir / f"{tid}.parquet", log_dir, accuracy=True)

@@ -48,7 +48,7 @@ def bisect_rate(is_valid: Callable[[float], bool], ceiling: float, resolution: f
 def run_capacity_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: Target, load: LoadSettings,
                       display: Display) -> CellSummary:
     """One search per cell (its probes are the repetitions); `cell.capacity` holds the answer."""
-    label = f"{target.model} · {target.framework} · capacity at p{load.latency_percentile:g} ≤ {load.latency_bound_ms:g} ms"
+    label = f"{target.model} · {target.served} · capacity at p{load.latency_percentile:g} ≤ {load.latency_bound_ms:g} ms"
     capacity = Capacity(latency_bound_ms=load.latency_bound_ms, percentile=load.latency_percentile, max_qps=None,
                         upper_qps=None)
 

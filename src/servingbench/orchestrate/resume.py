@@ -112,8 +112,8 @@ def cells_left(planned: list[CellSummary], summary: Summary) -> list[CellSummary
 
 def unfinished_cells(study: Study, summary: Summary) -> int:
     """How many cells of the study are not finished yet (0: nothing to resume)."""
-    return sum(len(cells_left(planned_cells(framework, model.name, study.load), summary))
-               for model in study.models for framework in study.frameworks)
+    return sum(len(cells_left(planned_cells(framework, model.name, study.load, pipeline), summary))
+               for model in study.models for framework in study.frameworks for pipeline in study.pipeline)
 
 
 def resume_note(cell: CellSummary, summary: Summary, repetitions: int) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from servingbench.adapters.base import Adapter, Artifact
+from servingbench.adapters.client_step import network_request_step, planned_request
 from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 from servingbench.monitor.resources import ProcessTree
 from servingbench.orchestrate.correctness import check_correctness
@@ -24,6 +25,7 @@ class Serving:
 
     @property
     def client_preprocess_ms(self) -> float:
+        """Mean preprocessing per sample done before the trial (0 where the load loop does it per request)."""
         requests = self.target.requests
         return sum(r.client_preprocess_ms for r in requests) / len(requests)
 
@@ -34,7 +36,7 @@ def serving(adapter: Adapter, model: ModelSpec, loaded: LoadedModel, samples: li
             record: Callable[[Deployment], None]) -> Iterator[Serving]:
     """Package, launch (timed: the cold start), check answers unless `check_timeout_s` is None. `record` gets the
     Deployment once packaged (so a server that never gets ready still leaves its evidence) and again when ready."""
-    deployment = Deployment(framework=adapter.name, model=model.name, status="failed")
+    deployment = Deployment(framework=adapter.name, model=model.name, pipeline=adapter.pipeline, status="failed")
 
     def record_package(artifact: Artifact) -> None:
         files, size, lines = package_stats(artifact, run_dir)
@@ -48,7 +50,13 @@ def serving(adapter: Adapter, model: ModelSpec, loaded: LoadedModel, samples: li
         deployment.idle_rss_mb = ProcessTree(live.server.pid).rss_mb() if live.server.pid else None
         record(deployment)
         requests = [adapter.request(model, s) for s in samples]
-        target = Target(adapter.name, model.name, live.launch.base_url, requests, live.scrape_metrics, live.server)
+        step = None
+        if adapter.study.client_preprocess == "per_request" and adapter.pipeline == "network_only" \
+                and adapter.client_processing is not None:
+            step = network_request_step(adapter, model, loaded, run_dir / "client-processing")
+            requests = [planned_request(r, s.data, s.content_type) for r, s in zip(requests, samples)]
+        target = Target(adapter.name, model.name, live.launch.base_url, requests, live.scrape_metrics, live.server,
+                        pipeline=adapter.pipeline, client_step=step)
         correct = None if check_timeout_s is None else check_correctness(
             adapter, model, samples, references, live.launch.base_url, check_timeout_s)
         yield Serving(live, target, correct)

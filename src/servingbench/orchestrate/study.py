@@ -22,6 +22,7 @@ from servingbench.orchestrate.levels import planned_cells, run_planned_cell
 from servingbench.orchestrate.resume import INTERRUPTED, cells_left, prepare, resume_note
 from servingbench.orchestrate.serving import serving
 from servingbench.outputs.render import render_outputs
+from servingbench.pipeline import served_id, served_label
 from servingbench.results.environment import collect_environment
 from servingbench.results.schema import CellSummary, Deployment, ModelInfo, Summary
 from servingbench.results.store import ResultsDir, now_iso
@@ -33,7 +34,8 @@ class StudyRunner:
         self.study = study
         self.display = display
         # Resolve every name before any work, so a typo fails in a second, not after an hour.
-        self.adapters: list[Adapter] = [get_adapter(name, study) for name in study.frameworks]
+        self.adapters: list[Adapter] = [get_adapter(name, study, pipeline) for name in study.frameworks
+                                        for pipeline in study.pipeline]
         self.models: list[ModelSpec] = [get_model(name, study.size, study.weights, study.seed)
                                         for name in study.models]
         self.results = ResultsDir.create(out)
@@ -61,8 +63,8 @@ class StudyRunner:
         return self.summary
 
     def _run_model(self, model: ModelSpec) -> None:
-        work = [(adapter, cells_left(planned_cells(adapter.name, model.name, self.study.load), self.summary))
-                for adapter in self.adapters]
+        work = [(adapter, cells_left(planned_cells(adapter.name, model.name, self.study.load, adapter.pipeline),
+                                     self.summary)) for adapter in self.adapters]
         if not any(cells for _, cells in work):
             return self.display.stage(f"{model.name}: every cell finished in the run resumed")
         self.display.stage(f"{model.name}: building the model ({model.size}, weights {model.weights})")
@@ -99,8 +101,8 @@ class StudyRunner:
                        samples: list[Sample], references: dict[str, Output]) -> None:
         """`cells`: those left to run, with any trials a resumed run keeps."""
         # Deployed again: a resumed run's record of this server replaces the earlier one.
-        self.summary.deployments = [d for d in self.summary.deployments
-                                    if (d.framework, d.model) != (adapter.name, model.name)]
+        served = (adapter.name, model.name, adapter.pipeline)
+        self.summary.deployments = [d for d in self.summary.deployments if (d.framework, d.model, d.pipeline) != served]
         for cell in cells:
             if self.resuming:
                 self.display.stage(resume_note(cell, self.summary, self.study.load.repetitions))
@@ -108,10 +110,11 @@ class StudyRunner:
         availability = adapter.availability()
         if not availability.ok:
             return self._mark_running("unsupported", f"{adapter.name} is not available here: {availability.reason}")
-        reason = adapter.unsupported_reason(model)
+        reason = adapter.pipeline_problem() or adapter.unsupported_reason(model)
         if reason:
             return self._mark_running("unsupported", reason)
-        self.display.stage(f"{model.name} · {adapter.name}: packaging and starting the server")
+        self.display.stage(f"{model.name} · {served_label(adapter.name, adapter.pipeline)}: packaging and starting "
+                           "the server")
         try:
             self._deploy_and_load(adapter, model, loaded, samples, references, cells)
         except UnsupportedModel as exc:  # found while packaging, e.g. an export that can't exist
@@ -120,7 +123,8 @@ class StudyRunner:
             self.results.raise_if_full(exc, f"{model.name} · {adapter.name}'s files")
             reason = str(exc) if isinstance(exc, ServingbenchError) else f"internal error: {describe(exc)}"
             for deployment in self.summary.deployments:
-                if (deployment.framework, deployment.model, deployment.status) == (adapter.name, model.name, "failed"):
+                if (deployment.framework, deployment.model, deployment.pipeline) == served \
+                        and deployment.status == "failed":
                     deployment.reason = reason
             self._mark_running("failed", reason, getattr(exc, "log_tail", ""))
 
@@ -131,7 +135,7 @@ class StudyRunner:
     def _deploy_and_load(self, adapter: Adapter, model: ModelSpec, loaded: LoadedModel, samples: list[Sample],
                          references: dict[str, Output], cells: list[CellSummary]) -> None:
         """Package, launch, check correctness, then every load level."""
-        run_dir = self.results.work_dir / adapter.name / model.name
+        run_dir = self.results.work_dir / served_id(adapter.name, adapter.pipeline) / model.name
         check_timeout_s = self.study.load.request_timeout_s if self.study.check_correctness else None
         with serving(adapter, model, loaded, samples, references, run_dir, self.study.server.startup_timeout_s,
                      check_timeout_s, self._record_deployment) as served:

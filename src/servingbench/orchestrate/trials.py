@@ -17,10 +17,11 @@ from servingbench.display import Display
 from servingbench.errors import MetricsUnavailable, ServerStartError, ServingbenchError
 from servingbench.launch.server import RunningServer
 from servingbench.load.closed_loop import local_load_workers, run_closed_loop
-from servingbench.load.contracts import ClosedLoopPlan, LoadWorkerReport, PreparedRequest, RequestOrder
+from servingbench.load.contracts import ClientStep, ClosedLoopPlan, LoadWorkerReport, PreparedRequest, RequestOrder
 from servingbench.load.loadgen import loadgen_plan, run_loadgen
 from servingbench.load.records import read_records
 from servingbench.monitor.resources import ResourceSampler, write_csv
+from servingbench.pipeline import DEFAULT_PIPELINE, Pipeline, served_id, served_label
 from servingbench.results.schema import CellSummary, LoadWorker, Stability, Summary, TrialResources, TrialSummary
 from servingbench.results.store import ResultsDir, now_iso
 
@@ -39,15 +40,23 @@ class Target:
     # None: an endpoint servingbench did not start (no server telemetry, no liveness check between trials)
     server: RunningServer | None = None
     order: RequestOrder = RequestOrder()  # how closed-loop users pick among `requests`
+    pipeline: Pipeline = DEFAULT_PIPELINE
+    client_step: ClientStep | None = None  # client work per request inside the closed loop (`requests` as planned)
+
+    @property
+    def served(self) -> str:
+        """For progress lines: "triton" or "triton (network only)"."""
+        return served_label(self.framework, self.pipeline)
+
+    def trial_id(self, level: str, repetition: int) -> str:
+        """A file-name-safe id; `level` is the load level, e.g. "u10" (users) or a LoadGen scenario. A pipeline
+        other than the default is part of it, so both pipelines' trials of one framework keep files of their own."""
+        return re.sub(r"[^A-Za-z0-9._-]+", "_",
+                      f"{served_id(self.framework, self.pipeline)}--{self.model}--{level}--r{repetition}")
 
 
 class ServerDied(ServerStartError):
     """The server died or stopped answering during a trial: the framework x model's remaining cells can't run."""
-
-
-def trial_id(framework: str, model: str, level: str, repetition: int) -> str:
-    """A file-name-safe id; `level` is the load level, e.g. "u10" (users) or a LoadGen scenario."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{framework}--{model}--{level}--r{repetition}")
 
 
 def save_cell(results: ResultsDir, summary: Summary, cell: CellSummary) -> CellSummary:
@@ -155,7 +164,7 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
     """Runs every repetition; the summary is saved after each, so a crash loses at most one trial."""
     failure = None
     for repetition in repetitions_left(cell, load):
-        tid = trial_id(target.framework, target.model, f"u{cell.users}", repetition)
+        tid = target.trial_id(f"u{cell.users}", repetition)
         records_path = results.requests_dir / f"{tid}.parquet"
         plan = ClosedLoopPlan(trial_id=tid, base_url=target.base_url, requests=target.requests, users=cell.users,
                               warmup_s=load.warmup_s, duration_s=load.duration_s,
@@ -165,8 +174,8 @@ def run_cell(results: ResultsDir, summary: Summary, cell: CellSummary, target: T
                               max_duration_s=load.max_duration_s, records_path=records_path, order=target.order,
                               load_workers=1 if load.until_stable else local_load_workers(load.workers, cell.users),
                               remote_workers=load.remote_workers, master_bind=load.master_bind,
-                              worker_wait_s=load.worker_wait_s)
-        label = f"{target.model} · {target.framework} · {cell.users} users · rep {repetition}/{load.repetitions}"
+                              worker_wait_s=load.worker_wait_s, client_step=target.client_step)
+        label = f"{target.model} · {target.served} · {cell.users} users · rep {repetition}/{load.repetitions}"
         started_at = now_iso()
         try:
             with observing(results, target, tid) as observed, display.trial(label, plan.longest_s) as on_progress:
@@ -201,7 +210,7 @@ SEND_DELAY_WARN_MS = 5.0
 def run_loadgen_trial(results: ResultsDir, target: Target, scenario: str, load: LoadSettings, repetition: int,
                       display: Display, target_qps: float | None = None, level: str | None = None) -> TrialSummary:
     """One LoadGen run, summarised from LoadGen's own summary file; its logs kept under loadgen/<trial id>/."""
-    tid = trial_id(target.framework, target.model, level or scenario, repetition)
+    tid = target.trial_id(level or scenario, repetition)
     records_path = results.requests_dir / f"{tid}.parquet"
     log_dir = results.path / "loadgen" / tid
     plan = loadgen_plan(tid, target.base_url, target.requests, scenario, load, records_path, log_dir, target_qps)
@@ -238,7 +247,7 @@ def run_scenario_cell(results: ResultsDir, summary: Summary, cell: CellSummary, 
     """Repetitions of one MLPerf LoadGen scenario (`cell.scenario`); statistics and verdict as LoadGen measured."""
     failure = None
     for repetition in repetitions_left(cell, load):
-        label = f"{target.model} · {target.framework} · {cell.level} · rep {repetition}/{load.repetitions}"
+        label = f"{target.model} · {target.served} · {cell.level} · rep {repetition}/{load.repetitions}"
         display.stage(label)
         trial = run_loadgen_trial(results, target, cell.scenario, load, repetition, display,
                                   target_qps=cell.target_qps, level=cell.level_id)

@@ -11,13 +11,15 @@ from dataclasses import dataclass
 from rich.table import Table
 
 from servingbench.outputs.findings import ci_overlap
+from servingbench.pipeline import served_label
 from servingbench.results.schema import CellSummary, Summary
 from servingbench.results.tables import METRICS, NOT_MEASURED, Metric
 
 COMPARED = [m for m in METRICS if m.key in ("throughput", "latency_p50", "latency_p99")]
 
-CellKey = tuple[str, str, str, int, float | None]  # CellSummary.key: framework, model, scenario, users, server rate
-CELL_FIELDS = ("framework", "model", "scenario", "users", "target_qps")
+# CellSummary.key: framework, model, pipeline, scenario, users, server rate
+CellKey = tuple[str, str, str, str, int, float | None]
+CELL_FIELDS = ("framework", "model", "pipeline", "scenario", "users", "target_qps")
 CHANGE_FIELDS = (*CELL_FIELDS, "metric", "before", "after", "change", "percent", "significant", "regression")
 
 
@@ -89,10 +91,16 @@ def compare(before: Summary, after: Summary) -> Comparison:
     return Comparison(changes, [k for k in old if k not in new], [k for k in new if k not in old], not_measured)
 
 
+def _cell_columns(key: CellKey) -> list[str]:
+    """framework (its pipeline said where not the default), model, scenario, users, and the rate where a server
+    cell has one."""
+    framework, model, pipeline, scenario, users, rate = key
+    return [served_label(framework, pipeline), model, scenario, str(users), "" if rate is None else f"{rate:g} qps"]
+
+
 def _cell_text(key: CellKey) -> str:
-    """E.g. "reference / resnet50 / server / 1 / 20 qps": the rate only where a server cell has one."""
-    *cell, rate = key
-    return " / ".join([*map(str, cell), *([] if rate is None else [f"{rate:g} qps"])])
+    """E.g. "reference / resnet50 / server / 1 / 20 qps"."""
+    return " / ".join(c for c in _cell_columns(key) if c)
 
 
 def regression_line(change: Change) -> str:
@@ -122,8 +130,7 @@ def comparison_table(comparison: Comparison, title: str, threshold_pct: float | 
         flag = {True: "[bold yellow]![/]", False: "", None: "no CI"}[change.significant]
         if threshold_pct is not None and change.regressed(threshold_pct):
             flag += " [bold red]regression[/]"
-        *cell, rate = change.cell
-        table.add_row(*map(str, cell), "" if rate is None else f"{rate:g} qps", change.metric, f"{change.before:.2f}", f"{change.after:.2f}",
+        table.add_row(*_cell_columns(change.cell), change.metric, f"{change.before:.2f}", f"{change.after:.2f}",
                       f"{change.delta:+.2f}", percent, flag)
     return table
 

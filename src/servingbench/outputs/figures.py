@@ -89,7 +89,7 @@ def _throughput(fig: Figure, grid: Grid, colors: Palette, info: ModelInfo | None
             _ci_band(ax, x, [c.throughput_rps for _, c in series], colors[fw])
             drawn = True
     _users_axis(ax, grid)
-    _finish(ax, "requests per second", f"Throughput of {grid.model} (band: 95% CI across repetitions)")
+    _finish(ax, "requests per second", f"Throughput of {grid.title} (band: 95% CI across repetitions)")
     return drawn
 
 
@@ -110,7 +110,7 @@ def _latency(fig: Figure, grid: Grid, colors: Palette, info: ModelInfo | None) -
     handles += [Line2D([], [], color="black", linestyle=s, label=label)
                 for s, label in (("-", "mean (band: 95% CI)"), ("--", "p50"), (":", "p99"))]
     _users_axis(ax, grid)
-    _finish(ax, "latency (ms)", f"Latency of {grid.model}", handles=handles, fontsize=8)
+    _finish(ax, "latency (ms)", f"Latency of {grid.title}", handles=handles, fontsize=8)
     return len(handles) > 3
 
 
@@ -128,7 +128,7 @@ def _latency_bars(fig: Figure, grid: Grid, colors: Palette, info: ModelInfo | No
         ax.set_title(users_label(users))
         ax.set_ylabel("mean latency (ms)")
         drawn = drawn or bool(measured)
-    fig.suptitle(f"Latency of {grid.model} (whiskers: min–max across repetitions)")
+    fig.suptitle(f"Latency of {grid.title} (whiskers: min–max across repetitions)")
     return drawn
 
 
@@ -146,7 +146,7 @@ def _latency_throughput(fig: Figure, grid: Grid, colors: Palette, info: ModelInf
             ax.annotate(str(users), (xi, yi), textcoords="offset points", xytext=(4, 4), fontsize=7)
         drawn = True
     ax.set_xlabel("throughput (requests per second)")
-    _finish(ax, "mean latency (ms)", f"Latency against throughput, {grid.model} (labels: users)")
+    _finish(ax, "mean latency (ms)", f"Latency against throughput, {grid.title} (labels: users)")
     return drawn
 
 
@@ -172,7 +172,7 @@ def _breakdown(fig: Figure, grid: Grid, colors: Palette, info: ModelInfo | None)
     if floor is not None:
         handles.append(Line2D([], [], color="black", linestyle="--", label="model in-process (mean)"))
     fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=8)
-    fig.suptitle(f"Where the time goes, {grid.model}")
+    fig.suptitle(f"Where the time goes, {grid.title}")
     return bool(used)
 
 
@@ -360,7 +360,7 @@ def render_figures(summary: Summary, out_dir: Path) -> list[RenderedFigure]:
                 fig = Figure(figsize=SIZES.get(kind.key, (6.4, 3.8)), layout="constrained")
                 if not kind.draw(fig, grid, colors, infos.get(grid.model)):
                     continue
-                rendered.append(saved_figure(fig, out_dir, grid.model, kind, f"{grid.model}-{kind.key}"))
+                rendered.append(saved_figure(fig, out_dir, grid.name, kind, f"{grid.name}-{kind.key}"))
         for model in dict.fromkeys(c.model for c in summary.cells if c.capacity):
             fig = Figure(figsize=(6.4, 3.8), layout="constrained")
             if CAPACITY.draw(fig, [c for c in summary.cells if c.model == model], colors):

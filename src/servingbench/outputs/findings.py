@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from servingbench.outputs.breakdown import latency_breakdown
+from servingbench.pipeline import served_label
 from servingbench.results.schema import Estimate, Summary
 from servingbench.results.tables import LATENCY, THROUGHPUT, Grid, Metric, unsupported_notes
 
@@ -102,7 +103,7 @@ def warnings(summary: Summary) -> list[str]:
               if verdict.startswith(WRONG)]
     found += unsupported_notes(summary)
     for c in summary.cells:
-        where = f"{c.framework} / {c.model} / {c.users} users"
+        where = c.label
         if c.status == "running":
             found.append(f"{where}: interrupted after {len(c.repetitions)} repetition(s)")
         found += [f"{where}: {w}" for w in c.warnings]
@@ -114,7 +115,7 @@ def correctness(summary: Summary) -> list[tuple[str, str, str]]:
     """(framework, model, verdict) once per pair, from the first cell that was checked."""
     verdicts = {}
     for c in summary.cells:
-        key = (c.framework, c.model)
+        key = (served_label(c.framework, c.pipeline), c.model)
         if c.correct is not None and key not in verdicts:
             state = {True: "correct", False: WRONG, None: "not checked"}[c.correct.ok]
             checked = f", {c.correct.samples_checked} samples" if c.correct.samples_checked else ""

@@ -46,12 +46,12 @@ def _model_sections(summary: Summary, tables: list[Table], figures: list[Rendere
         floor = info.inprocess_latency_ms.mean if info and info.inprocess_latency_ms else None
         # the CI variant where a metric has one: it carries the same means
         shown = [by_name[name] for m in METRICS + RESOURCE_METRICS
-                 if (name := table_name(grid.model, m, ci=m.estimate is not None)) in by_name]
+                 if (name := table_name(grid.name, m, ci=m.estimate is not None)) in by_name]
         embedded = {f: (f.kind.caption, data_uri(f.png)) for f in figures
-                    if f.model == grid.model and f.cell is None}
+                    if f.model == grid.name and f.cell is None}
         sections.append(ModelSection(
             grid, info, findings.model_verdicts(grid), findings.breakdown_lines(grid, floor),
-            unsupported_notes(summary, grid.model), shown,
+            unsupported_notes(summary, grid.model, grid.pipeline), shown,
             next((uri for f, uri in embedded.items() if f.kind is BREAKDOWN), None),
             [uri for f, uri in embedded.items() if f.kind is not BREAKDOWN]))
     return sections

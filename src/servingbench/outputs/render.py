@@ -30,7 +30,9 @@ def _write_tables(results: ResultsDir, title: str, complete: bool, tables: list[
                 "followed by why any cell was not measured. `<model>-loadgen` tables list the MLPerf LoadGen "
                 "scenarios, `<model>-server-sweep` the Server scenario at each offered rate and `capacity` the "
                 "highest rate LoadGen calls VALID under the latency bound. `<endpoint>-payloads` (`servingbench load` "
-                "with a payload) shows each payload's requests, bytes and latency."]
+                "with a payload) shows each payload's requests, bytes and latency. A study of both pipelines has "
+                "`<model>.network_only-*` tables beside `<model>-*` (end to end): cells of different pipelines are "
+                "never ranked together."]
     if not complete:
         sections.append("\n**This study did not finish**: the tables show the trials that completed.")
     for table in tables:

@@ -5,6 +5,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, computed_field
 
+from servingbench.pipeline import Pipeline, served_label
+
 SCHEMA_VERSION = 1
 
 
@@ -218,6 +220,7 @@ class GateVerdict(BaseModel):
 class CellSummary(BaseModel):
     framework: str
     model: str
+    pipeline: Pipeline = Field("end_to_end", description="what the framework was handed and answered (config.Pipeline)")
     scenario: str = "closed"
     users: int = Field(description="closed-loop users; 0 for LoadGen scenarios")
     target_qps: float | None = None
@@ -247,8 +250,8 @@ class CellSummary(BaseModel):
 
     @property
     def label(self) -> str:
-        """The cell in words for one-line messages: "torchserve / resnet50 / 10 users"."""
-        return f"{self.framework} / {self.model} / {self.level}"
+        """The cell in words for one-line messages: "torchserve / resnet50 / 10 users" (network_only said)."""
+        return f"{served_label(self.framework, self.pipeline)} / {self.model} / {self.level}"
 
     @property
     def level(self) -> str:
@@ -271,10 +274,10 @@ class CellSummary(BaseModel):
         return self.scenario
 
     @property
-    def key(self) -> tuple[str, str, str, int, float | None]:
-        """What tells cells apart: framework, model, scenario and load level (users, a server rate)."""
+    def key(self) -> tuple[str, str, str, str, int, float | None]:
+        """What tells cells apart: framework, model, pipeline, scenario and load level (users, a server rate)."""
         rate = self.target_qps if self.scenario == "server" else None
-        return self.framework, self.model, self.scenario, self.users, rate
+        return self.framework, self.model, self.pipeline, self.scenario, self.users, rate
 
 
 class Deployment(BaseModel):
@@ -282,6 +285,7 @@ class Deployment(BaseModel):
 
     framework: str
     model: str
+    pipeline: Pipeline = "end_to_end"
     status: CellStatus
     reason: str = ""
     package_files: int = Field(0, description="files servingbench generated to package the model")
@@ -318,7 +322,7 @@ class Summary(BaseModel):
             self.deployments.append(deployment)
 
     def put_cell(self, cell: CellSummary) -> None:
-        """Insert or replace the cell with the same key (framework, model, scenario and load level)."""
+        """Insert or replace the cell with the same key (framework, model, pipeline, scenario and load level)."""
         for i, old in enumerate(self.cells):
             if old.key == cell.key:
                 self.cells[i] = cell

@@ -8,6 +8,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Callable
 
+from servingbench.pipeline import DEFAULT_PIPELINE, PIPELINE_WORDS, Pipeline, served_label
 from servingbench.results.schema import CellSummary, Estimate, Summary
 
 
@@ -84,12 +85,27 @@ def table_name(model: str, metric: Metric, ci: bool = False) -> str:
 
 @dataclass(frozen=True)
 class Grid:
-    """One model's closed-loop cells, addressed by framework and user count."""
+    """One model's closed-loop cells of one pipeline, addressed by framework and user count: the frameworks it ranks
+    were handed the same input and answered the same output."""
 
     model: str
     frameworks: list[str]
     users: list[int]
     cells: dict[tuple[str, int], CellSummary]
+    pipeline: Pipeline = DEFAULT_PIPELINE
+    only_pipeline: bool = True  # the study measured no other: the default one goes unsaid
+
+    @property
+    def name(self) -> str:
+        """In file names: "resnet50", or "resnet50.network_only" beside an end-to-end grid."""
+        return self.model if self.pipeline == DEFAULT_PIPELINE else f"{self.model}.{self.pipeline}"
+
+    @property
+    def title(self) -> str:
+        """In titles and headings: the model, and its pipeline wherever it is not the lone default one."""
+        if self.pipeline == DEFAULT_PIPELINE and self.only_pipeline:
+            return self.model
+        return f"{self.model}, {PIPELINE_WORDS[self.pipeline]}"
 
     def measured(self, framework: str, users: int) -> CellSummary | None:
         """The cell if it has repetitions to show (a running cell of an unfinished study counts)."""
@@ -105,12 +121,17 @@ class Grid:
 
 
 def grids(summary: Summary) -> list[Grid]:
+    """Per model, a grid per pipeline: cells of different pipelines are never ranked together."""
     found = []
-    for model in dict.fromkeys(c.model for c in summary.cells):
-        cells = [c for c in summary.cells if c.model == model and c.scenario == "closed"]
-        if cells:
-            found.append(Grid(model, list(dict.fromkeys(c.framework for c in cells)), sorted({c.users for c in cells}),
-                              {(c.framework, c.users): c for c in cells}))
+    closed = [c for c in summary.cells if c.scenario == "closed"]
+    pipelines = list(dict.fromkeys(c.pipeline for c in closed))
+    for model in dict.fromkeys(c.model for c in closed):
+        for pipeline in pipelines:
+            cells = [c for c in closed if c.model == model and c.pipeline == pipeline]
+            if cells:
+                found.append(Grid(model, list(dict.fromkeys(c.framework for c in cells)),
+                                  sorted({c.users for c in cells}), {(c.framework, c.users): c for c in cells},
+                                  pipeline, only_pipeline=len(pipelines) == 1))
     return found
 
 
@@ -147,13 +168,13 @@ def study_tables(summary: Summary) -> list[Table]:
         for metric in METRICS + RESOURCE_METRICS:
             if metric.optional and not any(metric.value(c) is not None for c in grid.cells.values()):
                 continue
-            title = f"{metric.title} of the {grid.model} model (in {metric.unit})"
+            title = f"{metric.title} of the {grid.title} model (in {metric.unit})"
             variants = [(False, "", _cell_text)]
             if metric.estimate:
                 variants.append((True, ", mean [95% CI] across repetitions", _ci_cell_text))
             for ci, note, text in variants:
                 rows = [[fw] + [text(grid.cells.get((fw, u)), metric) for u in grid.users] for fw in grid.frameworks]
-                tables.append(Table(table_name(grid.model, metric, ci), title + note, header, rows))
+                tables.append(Table(table_name(grid.name, metric, ci), title + note, header, rows))
     return tables
 
 
@@ -166,7 +187,7 @@ def _summary_table(summary: Summary, name: str, title: str, metric: Metric, high
         ranking = grid.ranking(users, metric)
         best_value = metric.value(ranking[0][1]) if ranking else None
         best = [fw for fw, c in ranking if metric.value(c) == best_value]
-        row = [grid.model, str(users)]
+        row = [grid.title, str(users)]
         for fw in frameworks:
             cell = grid.cells.get((fw, users))
             row.append(_cell_text(cell, metric) or "-")
@@ -215,10 +236,12 @@ def to_markdown(table: Table) -> str:
     return "\n".join(lines) + "\n"
 
 
-def unsupported_notes(summary: Summary, model: str | None = None) -> list[str]:
-    """Why a cell is missing, once per framework x model (of one model if given)."""
+def unsupported_notes(summary: Summary, model: str | None = None, pipeline: str | None = None) -> list[str]:
+    """Why a cell is missing, once per framework x model x pipeline (of one model and pipeline if given)."""
     seen = {}
     for c in summary.cells:
-        if c.status in NOT_MEASURED and (c.framework, c.model) not in seen and model in (None, c.model):
-            seen[(c.framework, c.model)] = f"{c.framework} / {c.model}: {c.status}: {c.reason}"
+        served = (c.framework, c.model, c.pipeline)
+        if c.status in NOT_MEASURED and served not in seen and model in (None, c.model) \
+                and pipeline in (None, c.pipeline):
+            seen[served] = f"{served_label(c.framework, c.pipeline)} / {c.model}: {c.status}: {c.reason}"
     return list(seen.values())

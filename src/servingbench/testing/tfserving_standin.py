@@ -4,12 +4,15 @@ TF Serving's binary can't be installed on the build machine, so tests point the 
 adapter's `binary` option at this: it takes the `tensorflow_model_server` flags the adapter
 generates, loads each configured model's newest SavedModel version with TensorFlow, and answers
 TF Serving's REST API (`GET /v1/models/<name>`, `POST /v1/models/<name>:predict` with "instances"
-or "inputs"), its gRPC `PredictionService/Predict`, and a Prometheus page with TF Serving's counter
+or "inputs"; string inputs as TF Serving takes them, `{"b64": ...}` decoded; several named outputs answered
+per instance in the row format, strings as UTF-8 text), its gRPC `PredictionService/Predict` (float, integer
+and string tensors), and a Prometheus page with TF Serving's counter
 names. It checks the adapter's encoders, decoders and launch arguments, not TF Serving's speed.
 """
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import re
 import sys
@@ -51,6 +54,33 @@ def read_batching_parameters(path: Path | None) -> str:
         return "none"
     _, batching_class = config_message_classes()
     return text_format.MessageToString(text_format.Parse(path.read_text(), batching_class()), as_one_line=True)
+
+
+def rest_values(value):
+    """A JSON input value as TF Serving reads it: `{"b64": "..."}` is binary string content, lists recurse."""
+    if isinstance(value, dict) and set(value) == {"b64"}:
+        return base64.b64decode(value["b64"])
+    if isinstance(value, list):
+        return [rest_values(v) for v in value]
+    return value.encode() if isinstance(value, str) else value
+
+
+def rest_input(rows, dtype) -> np.ndarray:
+    """The request's rows as the signature's input dtype."""
+    if dtype.name == "string":
+        values = rest_values(rows)
+        array = np.empty(len(values), dtype=object)
+        array[:] = values
+        return array
+    return np.asarray(rows, dtype.as_numpy_dtype)
+
+
+def json_values(array: np.ndarray):
+    """An output as TF Serving's REST API writes it: numbers as numbers, strings as UTF-8 text."""
+    if array.dtype == object:
+        return [json_values(v) if isinstance(v, np.ndarray) else v.decode() for v in array] if array.ndim else \
+            array.item().decode()
+    return array.tolist()
 
 
 class Models:
@@ -123,14 +153,20 @@ def make_handler(models: Models, metrics_path: str):
                 document = json.loads(body)
                 signature = document.get("signature_name", "serving_default")
                 function = models.functions[match.group(1)][signature]
-                (input_name,) = function.structured_input_signature[1]
+                ((input_name, spec),) = function.structured_input_signature[1].items()
                 rows = document["instances"] if "instances" in document else document["inputs"]
-                outputs = models.predict(match.group(1), signature, {input_name: np.asarray(rows, np.float32)})
+                outputs = models.predict(match.group(1), signature, {input_name: rest_input(rows, spec.dtype)})
             except Exception as exc:  # TF Serving answers a bad request with 400 and an error text
                 return self._reply(400, {"error": f"{type(exc).__name__}: {exc}"})
-            (output,) = outputs.values()
-            key = "predictions" if "instances" in document else "outputs"
-            self._reply(200, {key: output.tolist()})
+            if "instances" not in document:  # the columnar format: each output whole, by name if several
+                values = {name: json_values(array) for name, array in outputs.items()}
+                return self._reply(200, {"outputs": next(iter(values.values())) if len(values) == 1 else values})
+            if len(outputs) == 1:  # the row format: a list of values, or of objects of the named outputs
+                (output,) = outputs.values()
+                return self._reply(200, {"predictions": json_values(output)})
+            columns = {name: json_values(array) for name, array in outputs.items()}
+            rows = [{name: column[i] for name, column in columns.items()} for i in range(len(next(iter(columns.values()))))]
+            self._reply(200, {"predictions": rows})
 
     return Handler
 
@@ -139,11 +175,11 @@ def grpc_server(models: Models, port: int):
     import grpc
     from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
-    from servingbench.adapters.tfserving import proto_array, tensor_proto
+    from servingbench.adapters.tfserving import any_proto_array, array_tensor_proto
 
     class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         def Predict(self, request, context):  # noqa: N802 - the service's method name
-            inputs = {name: proto_array(proto) for name, proto in request.inputs.items()}
+            inputs = {name: any_proto_array(proto) for name, proto in request.inputs.items()}
             if request.model_spec.name not in models.versions:
                 context.abort(grpc.StatusCode.NOT_FOUND, f"Servable not found: {request.model_spec.name}")
             outputs = models.predict(request.model_spec.name, request.model_spec.signature_name, inputs)
@@ -151,7 +187,7 @@ def grpc_server(models: Models, port: int):
             for name, array in outputs.items():
                 if request.output_filter and name not in request.output_filter:
                     continue
-                response.outputs[name].CopyFrom(tensor_proto(array))
+                response.outputs[name].CopyFrom(array_tensor_proto(array))
             return response
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16))
