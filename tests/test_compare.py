@@ -72,11 +72,11 @@ def test_json_document(tmp_path):
     assert throughput["percent"] == pytest.approx(-8.4478, rel=1e-4)
     assert throughput["significant"] is False and throughput["regression"] is None  # no threshold given
     assert document["fail_on_regression_pct"] is None
-    assert document["only_in_a"] == [{"framework": "reference", "model": "resnet50", "scenario": "closed", "users": 1,
-                                      "target_qps": None}]
+    assert document["only_in_a"] == [{"framework": "reference", "model": "resnet50", "pipeline": "end_to_end",
+                                      "scenario": "closed", "users": 1, "target_qps": None}]
     assert document["only_in_b"] == []
-    assert document["not_measured"] == [{"framework": "torchserve", "model": "resnet50", "scenario": "closed",
-                                         "users": 10, "target_qps": None}]
+    assert document["not_measured"] == [{"framework": "torchserve", "model": "resnet50", "pipeline": "end_to_end",
+                                         "scenario": "closed", "users": 10, "target_qps": None}]
 
 
 def test_a_rate_sweep_is_compared_rate_by_rate(tmp_path):
@@ -86,8 +86,8 @@ def test_a_rate_sweep_is_compared_rate_by_rate(tmp_path):
     done = run_cli("compare", str(before), str(after), "--format", "json", timeout=60)
     document = json.loads(done.stdout)
     assert sorted({c["target_qps"] for c in document["changes"]}) == [10, 20]
-    assert document["only_in_b"] == [{"framework": "triton", "model": "resnet50", "scenario": "server", "users": 0,
-                                      "target_qps": 40}]
+    assert document["only_in_b"] == [{"framework": "triton", "model": "resnet50", "pipeline": "end_to_end",
+                                      "scenario": "server", "users": 0, "target_qps": 40}]
     table = run_cli("compare", str(before), str(after), timeout=60).stdout
     assert "only in B: triton / resnet50 / server / 0 / 40 qps" in table
 

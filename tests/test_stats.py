@@ -23,7 +23,8 @@ def records(rows, written_ms=None, first_byte_ms=None, read_ms=None):
 
     return pa.table({
         "trial_id": ["t"] * n, "worker_id": [0] * n, "sample": [0] * n, "phase": ["measure"] * n,
-        "scheduled_ns": pa.nulls(n, pa.int64()), "sent_ns": sent, "written_ns": times(written_ms),
+        "scheduled_ns": pa.nulls(n, pa.int64()), "prepared_ns": pa.nulls(n, pa.int64()), "sent_ns": sent,
+        "written_ns": times(written_ms),
         "first_byte_ns": times(first_byte_ms), "end_ns": end,
         "read_ns": times(read_ms),
         "latency_us": [(e - s) // 1000 for s, e in zip(sent, end)],

@@ -41,9 +41,9 @@ class OnnxNetwork:
 class BareNetwork(LoadedModel):
     """No processing: the .npy body is the network's input; the first output is the answer."""
 
-    def __init__(self, network: Any, source: Path, stacks_inputs: bool):
+    def __init__(self, network: Any, source: Path | None, stacks_inputs: bool):
         self.network = network
-        self.source = source  # the network file, copied by save()
+        self.source = source  # the network file, copied by save(); None: processing only (load_processing)
         self.stacks_inputs = stacks_inputs  # type: ignore[misc]
 
     def preprocess(self, data: bytes) -> Any:
@@ -70,6 +70,8 @@ class BareNetwork(LoadedModel):
     def save(self, directory: Path) -> Path:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        if self.source is None:
+            raise ServingbenchError("a bare network's processing alone has no network file to save")
         shutil.copyfile(self.source, directory / f"{NETWORK_STEM}{self.source.suffix}")
         return directory
 
@@ -104,7 +106,8 @@ class NetworkFileModel(BareNetworkSpec):
         return BareNetwork(network, path, self._batch_axis_free(network))
 
     def load_processing(self, directory: Path) -> LoadedModel:
-        return BareNetwork(None, self.network_file(), self._batch_axis_free(None))
+        # The request is the network's input: no file needed (Triton's pre/postprocessing steps have none).
+        return BareNetwork(None, None, self._batch_axis_free(None))
 
     def _batch_axis_free(self, network: Any) -> bool:
         """May inputs be stacked into one batch? Where the input spec says so (-1 first), or an ONNX file's
