@@ -103,6 +103,7 @@ def test_network_only_every_model_over_http_with_binary_tensors(tmp_path):
     assert (repository(out, "resnet50") / "resnet50" / "1" / "model.py").is_file()
 
 
+@pytest.mark.slow  # the default tier has gRPC with dynamic batching end to end
 def test_network_only_every_model_over_grpc_with_dynamic_batching(tmp_path):
     out, summary = run_study(tmp_path, {"protocol": "grpc", "max_batch_size": 4, "max_queue_delay_us": 2000})
     assert_served_and_measured(out, summary)
@@ -159,7 +160,7 @@ def test_end_to_end_every_model_answers_raw_samples_like_the_model_over_http(tmp
         assert not list(version.glob("*.safetensors")) and not list(version.glob("*.pt"))
 
 
-@pytest.mark.parametrize("model_name", ["resnet50", "wav2vec2"])
+@pytest.mark.parametrize("model_name", ["resnet50", pytest.param("wav2vec2", marks=pytest.mark.slow)])
 def test_end_to_end_over_grpc_with_dynamic_batching_and_two_instances(tmp_path, model_name):
     """The ensemble batches as its steps do (the network's dynamic batching, one max_batch_size for all), with
     the instance count on every step; concurrent raw-sample requests over gRPC answer like the model."""
