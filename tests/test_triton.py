@@ -285,22 +285,3 @@ def test_end_to_end_repository_as_written_serves_the_tuned_ensemble_with_tritons
     assert "tritonserver --model-repository=repository " in written.command
     with served_from(target, written.command, live.launch.ready_url, None, {}):
         assert_answers_like_the_model(adapter, model, loaded, live.launch.base_url)
-
-
-def test_grpc_bytes_tensors_are_laid_out_as_tritonclient_does():
-    """kserve_v2_grpc's BYTES tensors (4-byte length, then the bytes, as the HTTP binary extension) both ways."""
-    import numpy as np
-    from tritonclient.grpc import service_pb2
-    from tritonclient.utils import deserialize_bytes_tensor, serialize_byte_tensor
-
-    from servingbench.adapters import kserve_v2_grpc
-
-    items = np.array([[b"ab", b"\x00xyz", b""]], dtype=object)
-    request = service_pb2.ModelInferRequest.FromString(kserve_v2_grpc.encode_request("m", {"s": items}, ["o"]))
-    assert (request.inputs[0].datatype, list(request.inputs[0].shape)) == ("BYTES", [1, 3])
-    assert list(deserialize_bytes_tensor(request.raw_input_contents[0])) == list(items.flat)
-    response = service_pb2.ModelInferResponse()
-    response.outputs.add(name="o", datatype="BYTES", shape=[1, 3])
-    response.raw_output_contents.append(serialize_byte_tensor(items).item())
-    decoded = kserve_v2_grpc.decode_response(response.SerializeToString())["o"]
-    assert decoded.shape == (1, 3) and list(decoded.flat) == list(items.flat)

@@ -20,6 +20,7 @@ def served_label(framework: str, pipeline: str) -> str:
     return framework if pipeline == DEFAULT_PIPELINE else f"{framework} ({PIPELINE_WORDS[pipeline]})"
 
 
-def served_id(framework: str, pipeline: str) -> str:
-    """The framework in file names (run folders, trial ids): both pipelines' files of one framework kept apart."""
-    return framework if pipeline == DEFAULT_PIPELINE else f"{framework}.{pipeline}"
+def served_id(name: str, pipeline: str) -> str:
+    """A framework or model in file names (run folders, trial ids, tables): "triton", "triton.network_only", so that
+    both pipelines' files are kept apart and the default one's keep their plain names."""
+    return name if pipeline == DEFAULT_PIPELINE else f"{name}.{pipeline}"

@@ -47,7 +47,7 @@ def encode_request(inputs: dict[str, np.ndarray], outputs: list[str], binary: bo
     for name, array in inputs.items():
         entry = {"name": name, "shape": list(array.shape), "datatype": datatype(array)}
         if binary:
-            blob = bytes_blob(array) if entry["datatype"] == "BYTES" else \
+            blob = _bytes_blob(array) if entry["datatype"] == "BYTES" else \
                 np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
@@ -75,7 +75,7 @@ def decode_response(body: bytes) -> dict[str, np.ndarray]:
         dtype = np.dtype(DATATYPES[output["datatype"]])
         size = (output.get("parameters") or {}).get("binary_data_size")
         if output["datatype"] == "BYTES":
-            items = output["data"] if size is None else bytes_elements(body[offset:offset + size])
+            items = output["data"] if size is None else _bytes_elements(body[offset:offset + size])
             offset += size or 0
             array = np.asarray(items, dtype=object)
         elif size is not None:
@@ -87,12 +87,11 @@ def decode_response(body: bytes) -> dict[str, np.ndarray]:
     return tensors
 
 
-def bytes_blob(array: np.ndarray) -> bytes:
-    """A BYTES tensor's elements as the binary extension (and gRPC's raw contents) lay them out."""
+def _bytes_blob(array: np.ndarray) -> bytes:
     return b"".join(len(item).to_bytes(4, "little") + item for item in array.flat)
 
 
-def bytes_elements(blob: bytes) -> list[bytes]:
+def _bytes_elements(blob: bytes) -> list[bytes]:
     items, offset = [], 0
     while offset < len(blob):
         size = int.from_bytes(blob[offset:offset + 4], "little")

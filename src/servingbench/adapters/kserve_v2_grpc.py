@@ -1,14 +1,13 @@
 """The KServe v2 protocol over gRPC: requests serialised once, before timing, to raw bytes.
 
 The load engine sends those bytes through a plain gRPC unary call (no stubs on the hot path);
-the protobuf messages come from tritonclient's generated `service_pb2`. BYTES tensors' raw contents
-are laid out as in the HTTP binary extension (kserve_v2.bytes_blob: a 4-byte length, then the bytes).
+the protobuf messages come from tritonclient's generated `service_pb2`.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from servingbench.adapters.kserve_v2 import DATATYPES, bytes_blob, bytes_elements, datatype
+from servingbench.adapters.kserve_v2 import DATATYPES, datatype
 
 INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -31,8 +30,7 @@ def encode_request(model: str, inputs: dict[str, np.ndarray], outputs: list[str]
         tensor = request.inputs.add()
         tensor.name, tensor.datatype = name, datatype(array)
         tensor.shape.extend(array.shape)
-        request.raw_input_contents.append(bytes_blob(array) if tensor.datatype == "BYTES" else np.ascontiguousarray(
-            array).astype(array.dtype.newbyteorder("<")).tobytes())
+        request.raw_input_contents.append(np.ascontiguousarray(array).astype(array.dtype.newbyteorder("<")).tobytes())
     for name in outputs:
         request.outputs.add().name = name
     return request.SerializeToString()
@@ -40,11 +38,5 @@ def encode_request(model: str, inputs: dict[str, np.ndarray], outputs: list[str]
 
 def decode_response(body: bytes) -> dict[str, np.ndarray]:
     response = _messages().ModelInferResponse.FromString(body)
-    return {out.name: _array(out.datatype, raw).reshape(out.shape)
+    return {out.name: np.frombuffer(raw, dtype=np.dtype(DATATYPES[out.datatype]).newbyteorder("<")).reshape(out.shape)
             for out, raw in zip(response.outputs, response.raw_output_contents)}
-
-
-def _array(datatype_: str, raw: bytes) -> np.ndarray:
-    if datatype_ == "BYTES":
-        return np.asarray(bytes_elements(raw), dtype=object)
-    return np.frombuffer(raw, dtype=np.dtype(DATATYPES[datatype_]).newbyteorder("<"))

@@ -1,7 +1,7 @@
 """The `model.py` of the end_to_end pipeline's `<name>_preprocess` and `<name>_postprocess` Triton models.
 
 Triton's ensemble `<name>` chains them around the network model `<name>_network`:
-  sample (BYTES: the raw JPEG, WAV or text) -> preprocess -> network -> postprocess -> answer (BYTES: JSON)
+  sample (uint8: the raw JPEG, WAV or text) -> preprocess -> network -> postprocess -> answer (uint8: JSON)
 Both run servingbench's own processing of the model (LoadedModel.preprocess / postprocess), loaded
 from the processing files (processor, tokenizer, labels) and the manifest beside this file, which
 the adapter writes with `loaded.save_processing`. Which of the two steps this model is comes from
@@ -24,7 +24,8 @@ import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
     def initialize(self, args):
-        # The stub's embedded interpreter ignores PYTHONPATH, where a user's model module or plugin may be.
+        # The stub's embedded interpreter ignores PYTHONPATH, where a user's model module or plugin (or servingbench
+        # itself, run from source) may be: done here, not in a servingbench helper, as it must come before that import.
         for entry in reversed(os.environ.get("PYTHONPATH", "").split(os.pathsep)):
             if entry and entry not in sys.path:
                 sys.path.insert(0, entry)

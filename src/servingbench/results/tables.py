@@ -8,7 +8,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Callable
 
-from servingbench.pipeline import DEFAULT_PIPELINE, PIPELINE_WORDS, Pipeline, served_label
+from servingbench.pipeline import DEFAULT_PIPELINE, PIPELINE_WORDS, Pipeline, served_id, served_label
 from servingbench.results.schema import CellSummary, Estimate, Summary
 
 
@@ -98,7 +98,7 @@ class Grid:
     @property
     def name(self) -> str:
         """In file names: "resnet50", or "resnet50.network_only" beside an end-to-end grid."""
-        return self.model if self.pipeline == DEFAULT_PIPELINE else f"{self.model}.{self.pipeline}"
+        return served_id(self.model, self.pipeline)
 
     @property
     def title(self) -> str:
