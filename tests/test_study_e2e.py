@@ -24,6 +24,12 @@ def test_smoke_study_writes_the_full_results_folder(smoke_results):
     assert summary["schema_version"] == 1 and summary["complete"] is True
     models = ["resnet50", "efficientnet-lite0", "wav2vec2", "wav2vec2-truncated", "bart-large-cnn"]
     assert sorted({c["model"] for c in summary["cells"]}) == sorted(models)
+    # server.device auto: the CPU on this host, said in every cell, deployment, model, environment.json and console
+    environment = json.loads((out / "environment.json").read_text())
+    assert (environment["device"], environment["device_asked"], environment["gpus"]) == ("cpu", "auto", [])
+    assert {c["device"] for c in summary["cells"]} == {d["device"] for d in summary["deployments"]} == {"cpu"}
+    assert {m["device"] for m in summary["models"]} == {"cpu"}
+    assert "device: cpu" in smoke_results[1].stdout + smoke_results[1].stderr
     for cell in summary["cells"]:
         assert cell["framework"] == "reference" and cell["status"] == "ok", cell
         assert cell["correct"]["ok"] is True, cell["correct"]
@@ -40,7 +46,7 @@ def test_smoke_study_writes_the_full_results_folder(smoke_results):
             assert resources["samples"] >= 2
             assert resources["server_cpu_percent"]["mean"] > 5 and resources["server_rss_mb"]["max"] > 50
             assert resources["load_cpu_percent"]["max"] > 0
-            assert resources["gpu_util_percent"] is None  # no GPU on this host
+            assert resources["gpu_util_percent"] is None and resources["gpu_power_w"] is None  # no GPU here
             assert (out / trial["telemetry_file"]).read_text().startswith("t_ns,server_cpu_percent")
     for info in summary["models"]:
         assert info["inprocess_latency_ms"]["p50"] > 0

@@ -169,6 +169,13 @@ def load_options(func):
     return func
 
 
+def device_options(func):
+    """--device and --dtype: where every framework runs the network (server.device, server.dtype)."""
+    func = click.option("--dtype", type=click.Choice(["float32", "float16", "bfloat16"]),
+                        help="the network's precision on the device (default float32)")(func)
+    return click.option("--device", help="auto (default: the first GPU, else the CPU), cpu, cuda or cuda:N")(func)
+
+
 def _load_workers(ctx, param, value: str | None) -> int | str | None:
     if value is None or value == "auto":
         return value
@@ -216,6 +223,7 @@ def _distributed_overrides(load_workers, remote_workers, master_bind) -> dict:
 @click.option("--threads", type=click.IntRange(min=1), help="intra-op threads per model worker")
 @click.option("--runtime", type=click.Choice(["eager", "torchscript", "onnxruntime"]),
               help="the network inside the Python frameworks (default torchscript, as the study)")
+@device_options
 @click.option("--container", type=click.Choice(["docker", "podman", "apptainer"]),
               help="run each framework's server in its container image with this runtime (README \"Containers\")")
 @click.option("--resume", type=click.Path(path_type=Path), metavar="DIR",
@@ -223,7 +231,7 @@ def _distributed_overrides(load_workers, remote_workers, master_bind) -> dict:
                    "kept, the rest run (STUDY and flags, if given, must resolve to DIR's study.yaml)")
 def run(study, out, frameworks, models, scenarios, pipeline, client_preprocess, users, repetitions, duration, warmup,
         until_stable, max_duration, target_qps, latency_bound_ms, percentile, find_capacity, slo, load_workers,
-        remote_workers, master_bind, accuracy, size, weights, threads, runtime, container, resume) -> None:
+        remote_workers, master_bind, accuracy, size, weights, threads, runtime, device, dtype, container, resume) -> None:
     """Run a STUDY: a preset (smoke, quick [default], study) or a YAML file."""
     from servingbench.display import Display
     from servingbench.orchestrate.study import StudyRunner
@@ -231,7 +239,8 @@ def run(study, out, frameworks, models, scenarios, pipeline, client_preprocess, 
 
     overrides = {
         "frameworks": frameworks, "models": models, "pipeline": pipeline, "client_preprocess": client_preprocess,
-        "size": size, "weights": weights, "accuracy": accuracy, "server.threads": threads, "server.runtime": runtime, "server.container.runtime": container,
+        "size": size, "weights": weights, "accuracy": accuracy, "server.threads": threads, "server.runtime": runtime,
+        "server.device": device, "server.dtype": dtype, "server.container.runtime": container,
         **_load_overrides(scenarios, users, repetitions, duration, warmup, until_stable, max_duration, target_qps,
                           latency_bound_ms, percentile, find_capacity, slo),
         **_distributed_overrides(load_workers, remote_workers, master_bind),
@@ -324,8 +333,10 @@ def _run_tune(resolved, out: Path | None) -> None:
                    "percentile)")
 @click.option("--price-per-core-hour", type=click.FloatRange(min=0), help="for the cost per million requests")
 @click.option("--price-per-gpu-hour", type=click.FloatRange(min=0), help="for the cost per million requests")
+@device_options
 def tune(study, out, frameworks, models, size, weights, latency_bound_ms, percentile, budget_minutes, search, knobs,
-         users, repetitions, duration, warmup, min_queries, price_per_core_hour, price_per_gpu_hour) -> None:
+         users, repetitions, duration, warmup, min_queries, price_per_core_hour, price_per_gpu_hour, device,
+         dtype) -> None:
     """Find each framework's best settings for each model of a STUDY (preset or YAML): the most throughput whose
     percentile latency stays under the bound, default vs tuned re-measured, cost per request."""
     resolved = load_study(study, {
@@ -334,7 +345,7 @@ def tune(study, out, frameworks, models, size, weights, latency_bound_ms, percen
         "load.repetitions": repetitions, "load.duration_s": duration, "load.warmup_s": warmup,
         "load.min_query_count": min_queries, "tune.budget_minutes": budget_minutes, "tune.search": search,
         "tune.knobs": knobs, "tune.users": users, "tune.price_per_core_hour": price_per_core_hour,
-        "tune.price_per_gpu_hour": price_per_gpu_hour,
+        "tune.price_per_gpu_hour": price_per_gpu_hour, "server.device": device, "server.dtype": dtype,
     })
     if resolved.tune is None:  # a study without a tune: section takes the defaults
         resolved = resolved.model_copy(update={"tune": TuneSettings()})
@@ -449,6 +460,7 @@ def list_command(study: str | None) -> None:
         frameworks.add_row(name, escape(f"yes ({versions})" if available.ok else f"no: {available.reason}"),
                            environment, escape(adapter.description))
     console.print(frameworks)
+    console.print(_devices_table())
     console.print(_models_table(load_study(study).models if study else []))
     presets = Table(title="presets (servingbench run PRESET)", title_justify="left")
     presets.add_column("name")
@@ -458,6 +470,25 @@ def list_command(study: str | None) -> None:
         first = next((line.lstrip("# ") for line in text.splitlines() if line.startswith("#")), "")
         presets.add_row(name, first)
     console.print(presets)
+
+
+def _devices_table() -> Table:
+    """What `server.device` can name here: the CPU, each GPU torch can use, or why there is none."""
+    import os
+
+    from servingbench.devices import gpu_host
+
+    host = gpu_host()
+    table = Table(title="devices (server.device; auto takes the first GPU)", title_justify="left")
+    for column in ("device", "what"):
+        table.add_column(column, overflow="fold")
+    table.add_row("cpu", f"{os.cpu_count()} logical cores")
+    versions = f"driver {host.driver}, CUDA {host.cuda_driver}, torch built for CUDA {host.torch_cuda}"
+    for number, gpu in enumerate(host.gpus):
+        table.add_row(f"cuda:{number}", escape(f"{gpu.name}, {gpu.memory_mib} MiB ({versions})"))
+    if not host.gpus:
+        table.add_row("cuda", escape(f"no GPU: {host.none_because}"))
+    return table
 
 
 def _models_table(own: list) -> Table:
@@ -498,12 +529,14 @@ def _models_table(own: list) -> Table:
               help="folder for the packaged model and the server log")
 @click.option("--study", "study_file", type=click.Path(path_type=Path, dir_okay=False),
               help="a study file whose models: defines MODEL (your own model)")
+@device_options
 @click.option("--container", type=click.Choice(["docker", "podman", "apptainer"]),
               help="run each framework's server in its container image with this runtime (README \"Containers\")")
-def serve(framework, model, size, weights, port, threads, runtime, out, study_file, container) -> None:
+def serve(framework, model, size, weights, port, threads, runtime, out, study_file, device, dtype, container) -> None:
     """Package MODEL (registered, or defined in --study FILE) for FRAMEWORK, start the server and keep it up
     until Ctrl-C."""
     from servingbench.adapters import get_adapter
+    from servingbench.devices import load_placed
     from servingbench.display import Display
     from servingbench.launch.contracts import Ports
     from servingbench.launch.ports import ensure_port_free, free_ports
@@ -513,7 +546,8 @@ def serve(framework, model, size, weights, port, threads, runtime, out, study_fi
 
     study = load_study(str(study_file) if study_file else "smoke", {
         "frameworks": [framework], "models": [model], "size": size, "weights": weights, "server.threads": threads,
-        "server.runtime": runtime, "server.container.runtime": container})
+        "server.runtime": runtime, "server.device": device, "server.dtype": dtype,
+        "server.container.runtime": container})
     adapter = get_adapter(framework, study)
     spec = get_model(study.models[0], size, weights, study.seed)
     availability = adapter.availability()
@@ -526,8 +560,10 @@ def serve(framework, model, size, weights, port, threads, runtime, out, study_fi
     picked = free_ports(Ports.COUNT)
     ports = Ports.of([ensure_port_free(port) if port else picked[0], *picked[1:]])
     run_dir = out.resolve() / framework / model
-    display.stage(f"building {model} ({size}) and packaging it for {framework} in {run_dir}")
-    with deployed(adapter, spec, spec.load(), run_dir, study.server.startup_timeout_s, ports) as live:
+    display.stage(f"building {model} ({size}) on {adapter.placement.label} and packaging it for {framework} in "
+                  f"{run_dir}")
+    loaded = load_placed(spec, adapter.placement)
+    with deployed(adapter, spec, loaded, run_dir, study.server.startup_timeout_s, ports) as live:
         display.stage(f"{framework} serves {model} at {live.launch.base_url} (log: {run_dir / 'server.log'})")
         for line in try_lines(live, spec.samples()[0]):
             click.echo(line)

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_serializer, field_validator, model_validator
 
 from servingbench.analysis.slo import parse_gates
+from servingbench.devices import DEVICE_PATTERN, DEVICE_WORDS, Dtype
 from servingbench.errors import ServingbenchError
 from servingbench.load.contracts import LOADGEN_SCENARIOS, RequestOrderKind
 from servingbench.models.entry import ModelEntry
@@ -136,9 +137,20 @@ class ServerSettings(_Strict):
     runtime: Literal["eager", "torchscript", "onnxruntime"] = Field(
         "torchscript", description="what runs the network inside the Python frameworks (TorchServe, FastAPI, Ray "
                                    "Serve, ...): the eager model, a TorchScript trace (as the study) or onnxruntime")
+    device: str = Field("auto", description=f"where every framework runs the network: {DEVICE_WORDS}; auto is the "
+                                            "first visible GPU, else the CPU (devices.py)")
+    dtype: Dtype = Field("float32", description="the network's precision on that device (float16, bfloat16: the "
+                                                "correctness check's tolerance follows)")
     startup_timeout_s: float = Field(300.0, gt=0)
     options: dict[str, dict[str, Any]] = Field(default_factory=dict, description="per-framework extras")
     container: ContainerSettings | None = Field(None, description="null: servers run on this host")
+
+    @field_validator("device")
+    @classmethod
+    def _device_word(cls, device: str) -> str:
+        if not DEVICE_PATTERN.fullmatch(device):
+            raise ValueError(f"must be {DEVICE_WORDS}, got '{device}'")
+        return device
 
 
 REDACTED = "<not saved>"  # a header value in study.yaml: it may be a credential

@@ -94,6 +94,9 @@ class Display:
         if info:
             self.console.print("in-process latency (the floor for any server): " + ", ".join(
                 f"{escape(m.name)} p50 {m.inprocess_latency_ms.p50:.1f} ms" for m in info), highlight=False)
+        devices = sorted({c.device for c in summary.cells if c.device})
+        if devices:  # where every cell ran, also when `auto` chose it
+            self.console.print(f"device: {escape(', '.join(devices))}", highlight=False)
 
     def tune_final(self, summary: TuneSummary) -> None:
         """Per model: default vs tuned throughput at the bound, the winning settings and the gain."""

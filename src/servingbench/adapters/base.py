@@ -18,6 +18,7 @@ import numpy as np
 from servingbench.adapters.written_config import ServableConfig, written_files
 from servingbench.atomic import write_atomically
 from servingbench.config import ServerSettings, Study
+from servingbench.devices import Placement, place
 from servingbench.errors import ServingbenchError
 from servingbench.launch.containers import Container, find_runtime, image_reference, runtime_problem
 from servingbench.launch.contracts import LaunchSpec, Ports
@@ -129,6 +130,7 @@ class Adapter(ABC):
     # runs from the image `servingbench images` defines (launch/image_definitions.py), with `image_extras` (pip
     # extras of servingbench) and `image_system_packages` (Debian packages) in it.
     container_image: ClassVar[str | None] = None
+    container_image_gpu: ClassVar[str | None] = None  # the official image's GPU build, where it is another image
     runs_servingbench_code: ClassVar[bool] = True
     image_extras: ClassVar[tuple[str, ...]] = ()
     image_system_packages: ClassVar[tuple[str, ...]] = ()
@@ -152,7 +154,9 @@ class Adapter(ABC):
         for key, choices in self.option_choices.items():
             if self.settings[key] not in choices:
                 raise ServingbenchError(f"server.options.{self.name}.{key} must be one of {', '.join(choices)}")
-        self.container = self._container()  # a missing runtime or image fails here, before any work
+        # `cuda` asked for on a host without one fails here, as a missing container runtime or image
+        self.placement: Placement = place(study.server.device, study.server.dtype)
+        self.container = self._container()
 
     def _container(self) -> Container | None:
         """The runtime and image `server.container` runs this framework's server in; None: on this host."""
@@ -167,7 +171,7 @@ class Adapter(ABC):
         image = settings.images.get(self.name)
         if image is None and self.runs_servingbench_code:
             image = str(sif_path(self.name, settings.image_dir)) if runtime == "apptainer" else image_tag(self.name)
-        image = image or self.container_image
+        image = image or (self.placement.gpu and self.container_image_gpu) or self.container_image
         if image is None:  # nothing to start (an external server)
             return None
         reference = image_reference(runtime, image)
@@ -176,7 +180,7 @@ class Adapter(ABC):
                                     f"{self.name} --out {settings.image_dir}, then apptainer build {reference} "
                                     f"{settings.image_dir / f'{self.name}.def'} (or set server.container.images."
                                     f"{self.name})")
-        return Container(runtime, reference, settings.gpus)
+        return Container(runtime, reference, settings.gpus or self.placement.gpu is not None)
 
     @classmethod
     def image_recipe(cls) -> ImageRecipe:

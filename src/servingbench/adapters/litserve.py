@@ -1,7 +1,7 @@
 """`litserve`: the model as a LitServe LitAPI, run by a LitServer (uvicorn front processes, inference workers).
 
 The server is the script `litserve_app.py`. Study settings that reach it: `server.workers` (LitServer's
-`workers_per_device` on one CPU "device": inference processes, each with its own model, and as many
+`workers_per_device` on one device, the CPU or the study's GPU (`server.device`): inference processes, each with its own model, and as many
 uvicorn processes), `server.threads` and `server.runtime` (through the served-model folder);
 `server.options.litserve`: max_batch_size (LitAPI's, 1: no batching) and batch_timeout_s (LitAPI's
 `batch_timeout`: how long a batch waits to fill), timeout_s (LitServer's `timeout`: a request waiting
@@ -38,7 +38,7 @@ class LitServeAdapter(PythonFrameworkAdapter):
         argv = (self.python, "-m", "servingbench.adapters.litserve_app", "--model-dir", str(artifact.path),
                 "--port", str(ports.http), "--workers", str(self.study.server.workers),
                 "--max-batch-size", str(s["max_batch_size"]), "--batch-timeout-s", str(s["batch_timeout_s"]),
-                "--timeout-s", str(s["timeout_s"]))
+                "--timeout-s", str(s["timeout_s"]), "--accelerator", "cuda" if self.placement.gpu else "cpu")
         tmp = scratch_dir("litserve", run_dir)  # multiprocessing's manager listens on a Unix socket in it
         base = f"http://127.0.0.1:{ports.http}"
         return LaunchSpec(base_url=base, ready_url=f"{base}/health", argv=argv, cwd=run_dir,

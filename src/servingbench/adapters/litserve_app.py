@@ -28,7 +28,8 @@ class ServedModelAPI(ls.LitAPI):
         self.model_dir = model_dir
 
     def setup(self, device: str) -> None:
-        self.loaded = load_served_model(self.model_dir)
+        # the device LitServe hands each worker ("cuda:0" with accelerator cuda; "cpu" is the manifest's already)
+        self.loaded = load_served_model(self.model_dir, device if device.startswith("cuda") else None)
 
     def decode_request(self, request: Annotated[bytes, Body(media_type="application/octet-stream")]) -> bytes:
         return request
@@ -50,9 +51,10 @@ def main() -> None:
     parser.add_argument("--max-batch-size", type=int, default=1)
     parser.add_argument("--batch-timeout-s", type=float, default=0.0)
     parser.add_argument("--timeout-s", type=float, default=30)
+    parser.add_argument("--accelerator", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
     api = ServedModelAPI(args.model_dir, args.max_batch_size, args.batch_timeout_s)
-    server = ls.LitServer(api, accelerator="cpu", devices=1, workers_per_device=args.workers, timeout=args.timeout_s)
+    server = ls.LitServer(api, accelerator=args.accelerator, devices=1, workers_per_device=args.workers, timeout=args.timeout_s)
     # LitServe's defaults are 0.0.0.0 and a client.py written into the working directory: neither here.
     server.run(host="127.0.0.1", port=args.port, generate_client_file=False)
 

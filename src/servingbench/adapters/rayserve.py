@@ -70,7 +70,8 @@ class RayServeAdapter(PythonFrameworkAdapter):
         argv = (self.python, "-m", "servingbench.adapters.rayserve_app", "--model-dir", str(artifact.path),
                 "--port", str(ports.http), "--metrics-port", str(ports.metrics), "--temp-dir", str(scratch),
                 "--replicas", str(self.study.server.workers), "--max-ongoing-requests", str(s["max_ongoing_requests"]),
-                "--max-batch-size", str(s["max_batch_size"]), "--batch-wait-timeout-s", str(s["batch_wait_timeout_s"]))
+                "--max-batch-size", str(s["max_batch_size"]), "--batch-wait-timeout-s", str(s["batch_wait_timeout_s"]),
+                "--gpus-per-replica", str(self._gpus_per_replica()))
         env = {**self.server_env(), "TMPDIR": str(scratch),
                # Else Ray swaps the 127.0.0.1 node address for the host's network address, and its gRPC
                # servers (GCS, raylet, workers, agents) listen on every interface.
@@ -101,9 +102,14 @@ class RayServeAdapter(PythonFrameworkAdapter):
                       "runtime_env": {"env_vars": env},
                       "deployments": [{"name": "ServedModel", "num_replicas": self.study.server.workers,
                                        "max_ongoing_requests": s["max_ongoing_requests"],
-                                       "ray_actor_options": {"num_cpus": 0}}]}]}
+                                       "ray_actor_options": {"num_cpus": 0,
+                                                             "num_gpus": self._gpus_per_replica()}}]}]}
         (target / SERVE_CONFIG).write_text(yaml.safe_dump(config, sort_keys=False))
         return ServableConfig(written_files(target), f"serve run {SERVE_CONFIG}")
+
+    def _gpus_per_replica(self) -> float:
+        """The study's GPU shared by the replicas; none on the CPU (Ray hides GPUs from actors that ask for none)."""
+        return 1 / self.study.server.workers if self.placement.gpu else 0
 
     def scrape_metrics(self, launch: LaunchSpec, ports: Ports) -> dict[str, float]:
         """Ray's counters once they include every request answered so far: Ray reports them late (each of its

@@ -119,7 +119,7 @@ def start(args: argparse.Namespace) -> None:
     # Replicas reserve no logical CPU: server.workers replicas run whatever the core count, as in every other
     # framework (Ray's default of 1 CPU each would leave the replicas beyond it unscheduled for ever).
     deployment = ServedModel.options(num_replicas=args.replicas, max_ongoing_requests=args.max_ongoing_requests,
-                                     ray_actor_options={"num_cpus": 0})
+                                     ray_actor_options={"num_cpus": 0, "num_gpus": args.gpus_per_replica})
     serve.run(deployment.bind(args.model_dir, args.max_batch_size, args.batch_wait_timeout_s),
               name=APP_NAME, route_prefix="/")
 
@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--max-ongoing-requests", type=int, default=5)
     parser.add_argument("--max-batch-size", type=int, default=1)
     parser.add_argument("--batch-wait-timeout-s", type=float, default=0.01)
+    parser.add_argument("--gpus-per-replica", type=float, default=0)
     args = parser.parse_args()
     supervisor = os.getpid()
     signal.pthread_sigmask(signal.SIG_BLOCK, SUPERVISOR_SIGNALS)  # before the fork: none can be missed

@@ -35,6 +35,8 @@ class ServedModelManifest(BaseModel):
     threads: int
     runtime: Runtime = "eager"
     network_file: str | None = None  # in the folder; None for eager (the saved weights)
+    device: str = "cpu"  # cpu or cuda: the server sees only the study's GPU (devices.py)
+    dtype: str = "float32"  # inside the network; float32 at its boundary
     note: str = ""  # why the runtime differs from the one asked for
 
 
@@ -45,7 +47,8 @@ def write_served_model(model, loaded, directory: Path, runtime: Runtime, threads
     from servingbench.exports.torchscript import export_torchscript
 
     directory.mkdir(parents=True, exist_ok=True)
-    manifest = ServedModelManifest(model=model.reference(), size=model.size, threads=threads)
+    manifest = ServedModelManifest(model=model.reference(), size=model.size, threads=threads, device=loaded.device,
+                                   dtype=loaded.dtype)
     if runtime != "eager":
         try:
             if runtime == "torchscript":
@@ -66,8 +69,9 @@ def read_manifest(directory: Path) -> ServedModelManifest:
     return ServedModelManifest.model_validate_json((Path(directory) / MANIFEST).read_text())
 
 
-def load_served_model(directory: Path | str) -> Any:
-    """The LoadedModel the folder describes, in its runtime, with the manifest's torch thread count."""
+def load_served_model(directory: Path | str, device: str | None = None) -> Any:
+    """The LoadedModel the folder describes, in its runtime, on its device (or `device`: the GPU a framework hands
+    a worker, e.g. cuda:1), with the manifest's torch thread count."""
     import torch
 
     from servingbench.models import get_model
@@ -75,26 +79,30 @@ def load_served_model(directory: Path | str) -> Any:
 
     directory = Path(directory)
     manifest = read_manifest(directory)
+    device = device or manifest.device
     torch.set_num_threads(manifest.threads)
     spec = get_model(manifest.model, manifest.size, str(directory))
     if manifest.runtime == "eager":
-        return spec.load()
+        return spec.load().on_device(device, manifest.dtype)
     network_path = directory / str(manifest.network_file)
-    if manifest.runtime == "torchscript":
-        network: Any = torch.jit.load(str(network_path), map_location="cpu").eval()
-    else:
-        network = OnnxNetwork(network_path, manifest.threads, ONNX_INPUT, ONNX_OUTPUT)
-    return spec.load_processing(directory).with_network(network)
+    processing = spec.load_processing(directory)
+    if manifest.runtime == "onnxruntime":  # float32 in and out, its session on the device
+        return processing.with_network(OnnxNetwork(network_path, manifest.threads, ONNX_INPUT, ONNX_OUTPUT, device))
+    # traced on the device in the dtype (exports/precision.py): its inputs go there, float32
+    network = torch.jit.load(str(network_path), map_location=device).eval()
+    return processing.with_network(network).placed(device)
 
 
 def predict_batch(loaded: Any, bodies: list[bytes]) -> list[dict]:
     """One task output per request body; inputs of equal shape run through the network together."""
     import torch
 
+    from servingbench.devices import to_host
+
     with torch.inference_mode():
         inputs = [loaded.preprocess(b) for b in bodies]
         if len(inputs) > 1 and loaded.stacks_inputs and all(isinstance(x, torch.Tensor) and x.shape == inputs[0].shape
                                                              for x in inputs):
-            outputs = loaded.network(torch.cat(inputs))
+            outputs = to_host(loaded.run_network(torch.cat(inputs)))
             return [loaded.postprocess(outputs[i:i + 1]) for i in range(len(inputs))]
-        return [loaded.postprocess(loaded.network(x)) for x in inputs]
+        return [loaded.postprocess(to_host(loaded.run_network(x))) for x in inputs]

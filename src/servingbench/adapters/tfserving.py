@@ -14,7 +14,8 @@ test-only stand-in that loads the SavedModel with TensorFlow and speaks TF Servi
 
 Settings: `server.threads` (TensorFlow's intra- and inter-op threads), `server.workers` (sizes only the
 REST thread pool: 4 per worker, at least 4); `server.options.tfserving`: binary, protocol, batching with its BatchingParameters max_batch_size, batch_timeout_micros,
-num_batch_threads, max_enqueued_batches. `servingbench tune` searches threads, batching and, with it on,
+num_batch_threads, max_enqueued_batches; gpu_memory_fraction (on a GPU, `--per_process_gpu_memory_fraction`; the
+`-gpu` image in a container). `servingbench tune` searches threads, batching and, with it on,
 max_batch_size, batch_timeout_micros and num_batch_threads (threads x batch threads within the host's
 cores); not workers, which adds no model copy.
 """
@@ -62,7 +63,7 @@ from servingbench.models.base import LoadedModel, ModelSpec, Output, Sample
 BINARY = "tensorflow_model_server"
 DEFAULTS = {"binary": None, "protocol": "http",
             "batching": False, "max_batch_size": 8, "batch_timeout_micros": 1000, "num_batch_threads": 1,
-            "max_enqueued_batches": 100}
+            "max_enqueued_batches": 100, "gpu_memory_fraction": 0.5}
 PROTOCOLS = ("http", "grpc")
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
 METRICS_PATH = "/monitoring/prometheus/metrics"
@@ -111,6 +112,7 @@ class TFServingAdapter(Adapter):
     option_defaults = DEFAULTS
     option_choices = {"protocol": PROTOCOLS}
     container_image = "tensorflow/serving:2.19.0"
+    container_image_gpu = "tensorflow/serving:2.19.0-gpu"
     runs_servingbench_code = False  # it serves the SavedModel as it is
     pipelines = ("end_to_end", "network_only")
 
@@ -197,6 +199,9 @@ class TFServingAdapter(Adapter):
                  f"--rest_api_num_threads={max(4, self.study.server.workers * 4)}"]
         if "batching" in files:
             flags += ["--enable_batching", f"--batching_parameters_file={files['batching']}"]
+        if self.placement.gpu:  # TensorFlow takes nearly all of a GPU's memory unless told; the study's in-process
+            # model shares it
+            flags.append(f"--per_process_gpu_memory_fraction={self.settings['gpu_memory_fraction']}")
         argv = [BINARY if self.container else self._binary(), *flags]  # in a container: the image's server
         http = f"http://127.0.0.1:{ports.http}"
         return LaunchSpec(base_url=http if self.settings["protocol"] == "http" else f"grpc://127.0.0.1:{ports.grpc}",

@@ -6,7 +6,8 @@ binary request bodies (image / WAV bytes, text). Study settings that reach it: `
 the handler: torchscript as the study, eager or onnxruntime); `server.options.torchserve`:
 batch_size, max_batch_delay_ms, job_queue_size (TorchServe answers 503 beyond it, as the study saw
 with BART), response_timeout_s, token_auth (TorchServe's default; off here unless asked for),
-archive_format (auto | default | no-archive). `servingbench tune` searches workers, threads, runtime,
+archive_format (auto | default | no-archive). `server.device`: GPU workers (`number_of_gpu` 1, the handler on
+the gpu_id TorchServe hands it) or none (0: TorchServe would take every GPU it finds). `servingbench tune` searches workers, threads, runtime,
 batch_size and max_batch_delay_ms; `write_config` writes the tuned deployment as TorchServe's own
 config.properties beside a model store, served by `torchserve --ts-config config.properties`.
 """
@@ -144,6 +145,9 @@ class TorchServeAdapter(Adapter):
             "model_store": artifact.path.parent,
             "load_models": artifact.path.name,
             "metrics_mode": "prometheus",
+            # GPU workers on the study's GPU (the only one the server sees), none on the CPU: TorchServe would
+            # otherwise take every GPU it finds
+            "number_of_gpu": 1 if self.placement.gpu else 0,
             "job_queue_size": s["job_queue_size"],
             "default_response_timeout": s["response_timeout_s"],
             "disable_token_authorization": str(not s["token_auth"]).lower(),

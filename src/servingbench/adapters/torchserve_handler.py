@@ -25,7 +25,9 @@ def handle(data, context):
 
     global _model
     if _model is None:
-        _model = load_served_model(Path(context.system_properties["model_dir"]))
+        properties = context.system_properties
+        gpu = properties.get("gpu_id")  # set by TorchServe for GPU workers (number_of_gpu > 0)
+        _model = load_served_model(Path(properties["model_dir"]), None if gpu is None else f"cuda:{gpu}")
     if data is None:
         return None
     return predict_batch(_model, [_body(r) for r in data])

@@ -23,6 +23,8 @@ python backend has no torch or servingbench, so it serves network_only.
 (dynamic batching) with max_queue_delay_us, and either the backend (where this host's Triton has more
 than one that can serve servingbench's repositories) or, with only the python backend, `server.runtime`.
 In end_to_end the pre- and postprocessing models get the network's instance count and max_batch_size too.
+On a GPU (`server.device`) the network's instances are KIND_GPU on the server's only GPU, the processing models
+stay KIND_CPU.
 `write_config` copies the tuned model repository and gives tritonserver's command line.
 """
 from __future__ import annotations
@@ -260,7 +262,7 @@ class TritonAdapter(Adapter):
 
         inputs = [loaded.preprocess(sample.data) for sample in model.samples()]
         with torch.inference_mode():
-            outputs = [loaded.network(tensor) for tensor in inputs]
+            outputs = [loaded.run_network(tensor) for tensor in inputs]
         backend, batch = self.settings["backend"], self.settings["max_batch_size"]
         input_name, output_name = self._tensor_names()
         # (name, data type, dims) of the network's input and output
@@ -280,6 +282,11 @@ class TritonAdapter(Adapter):
 
         network = config(self._network_name(model), network_in, network_out,
                          **({"platform": PLATFORMS[backend]} if backend in PLATFORMS else {"backend": backend}))
+        if self.placement.gpu:  # the network's instances on the study's GPU, the only one the server sees
+            del network.instance_group[:]
+            network.instance_group.add(kind=pb.ModelInstanceGroup.KIND_GPU, count=self.study.server.workers, gpus=[0])
+            if backend == "python":  # hand its inputs over where they are, on the GPU too (DLPack, no copy)
+                network.parameters["FORCE_CPU_ONLY_INPUT_TENSORS"].string_value = "no"
         if batch:
             network.dynamic_batching.max_queue_delay_microseconds = self.settings["max_queue_delay_us"]
         configs = [network]
@@ -311,7 +318,8 @@ class TritonAdapter(Adapter):
         if self.container:  # the image's tritonserver; the repository is bound at the same path
             argv = ["tritonserver", f"--model-repository={artifact.path}", *flags]
         else:
-            argv = [str(self._server()), f"--model-repository={artifact.path}", *flags, "--allow-gpu-metrics=false"]
+            argv = [str(self._server()), f"--model-repository={artifact.path}", *flags,
+                    f"--allow-gpu-metrics={str(self.placement.gpu is not None).lower()}"]
         env = {"OMP_NUM_THREADS": str(self.study.server.threads), "MKL_NUM_THREADS": str(self.study.server.threads),
                "HF_HUB_OFFLINE": "1",
                # the stub finds its Python on PATH: the one servingbench (and torch) is installed in

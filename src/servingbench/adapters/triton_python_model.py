@@ -25,8 +25,10 @@ class TritonPythonModel:
                 sys.path.insert(0, entry)
         from servingbench.adapters.served_model import load_served_model
 
-        loaded = load_served_model(Path(args["model_repository"]) / args["model_version"])
-        self.network, self.stacks_inputs = loaded.network, loaded.stacks_inputs
+        # a KIND_GPU instance runs on the GPU Triton gives it; tensors then stay there (DLPack both ways)
+        gpu = args["model_instance_kind"] == "GPU"
+        self.loaded = load_served_model(Path(args["model_repository"]) / args["model_version"],
+                                        f"cuda:{args['model_instance_device_id']}" if gpu else None)
         config = json.loads(args["model_config"])
         self.input_name, self.output_name = config["input"][0]["name"], config["output"][0]["name"]
 
@@ -41,10 +43,10 @@ class TritonPythonModel:
 
         inputs = [from_dlpack(pb_utils.get_input_tensor_by_name(r, self.input_name).to_dlpack()) for r in requests]
         with torch.inference_mode():
-            if len(inputs) > 1 and self.stacks_inputs and all(x.shape == inputs[0].shape for x in inputs):
-                merged = self.network(torch.cat(inputs))
+            if len(inputs) > 1 and self.loaded.stacks_inputs and all(x.shape == inputs[0].shape for x in inputs):
+                merged = self.loaded.run_network(torch.cat(inputs))
                 outputs = [merged[i:i + 1] for i in range(len(inputs))]
             else:
-                outputs = [self.network(x) for x in inputs]
+                outputs = [self.loaded.run_network(x) for x in inputs]
         return [pb_utils.InferenceResponse(output_tensors=[
             pb_utils.Tensor.from_dlpack(self.output_name, to_dlpack(out.contiguous()))]) for out in outputs]

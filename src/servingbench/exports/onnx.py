@@ -7,11 +7,12 @@ from pathlib import Path
 import torch
 
 from servingbench.errors import UnsupportedModel, describe
+from servingbench.exports.precision import exportable
 from servingbench.models.base import LoadedModel, ModelSpec
 
 
 def export_onnx(model: ModelSpec, loaded: LoadedModel, path: Path, input_name: str, output_name: str) -> Path:
-    module = loaded.traceable()
+    module = exportable(loaded)  # on the model's device, in its dtype
     if module is None:
         raise UnsupportedModel(f"{model.name}'s network can't be exported to ONNX: {loaded.untraceable_because}")
     example = loaded.preprocess(model.samples()[0].data)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from servingbench.errors import UnsupportedModel
+from servingbench.exports.precision import exportable
 from servingbench.models.base import LoadedModel, ModelSpec
 
 SIGNATURE = "serving_default"
@@ -84,7 +85,7 @@ def export_savedmodel(model: ModelSpec, loaded: LoadedModel, directory: Path,
     reason = tensorflow_missing()
     if reason:
         raise UnsupportedModel(reason)
-    module = loaded.traceable()
+    module = exportable(loaded)  # on the model's device, in its dtype
     if module is None:
         raise UnsupportedModel(f"{model.name} converts to neither ONNX nor a SavedModel signature: "
                                f"{loaded.untraceable_because}")

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from servingbench.errors import UnsupportedModel, describe
+from servingbench.exports.precision import exportable
 from servingbench.models.base import LoadedModel, ModelSpec
 
 
@@ -16,7 +17,7 @@ def can_trace(loaded: LoadedModel) -> bool:
 
 def export_torchscript(model: ModelSpec, loaded: LoadedModel, path: Path) -> Path:
     """Trace the network on the model's first sample and save it; the trace is checked on that sample."""
-    module = loaded.traceable()
+    module = exportable(loaded)  # on the model's device, in its dtype
     if module is None:
         raise UnsupportedModel(f"{model.name}'s network can't be traced: {loaded.untraceable_because}")
     example = loaded.preprocess(model.samples()[0].data)

@@ -86,12 +86,14 @@ def _import_spec(reference: str, what: str) -> type[ModelSpec]:
     return found
 
 
-def get_model(entry: ModelEntry | str, size: str = "tiny", weights: str = "default", seed: int = 0) -> ModelSpec:
-    """A model spec; `weights` is "default" (the model's default_weights), "random", "pretrained" or a directory."""
+def get_model(entry: ModelEntry | str, size: str = "tiny", weights: str = "default", seed: int = 0,
+              dtype: str = "float32") -> ModelSpec:
+    """A model spec; `weights` is "default" (the model's default_weights), "random", "pretrained" or a directory;
+    `dtype`: the precision it is served in."""
     entry = ModelEntry(name=entry) if isinstance(entry, str) else entry
     if size not in SIZES:
         raise ServingbenchError(f"unknown size {size!r}; choose one of: {', '.join(SIZES)}")
     spec_class = model_class(entry)
     default = getattr(spec_class, "default_weights", "random")
     source = WeightsSource.parse(default if weights == "default" else weights, seed=seed)
-    return spec_class(size=size, weights=source, entry=entry)  # type: ignore[arg-type]
+    return spec_class(size=size, weights=source, entry=entry, dtype=dtype)  # type: ignore[arg-type]

@@ -84,6 +84,8 @@ class LoadedModel(ABC):
     network: Any  # callable: preprocess()'s output -> postprocess()'s input; None before with_network()
     untraceable_because: ClassVar[str] = ""  # why traceable() is None, for the export error
     stacks_inputs: ClassVar[bool] = True  # inputs of equal shape may run through the network as one batch
+    device: str = "cpu"  # where run_network() runs the network (on_device / placed)
+    dtype: str = "float32"  # and in what precision: float32 at its boundary whatever runs inside
 
     @abstractmethod
     def preprocess(self, data: bytes) -> Any:
@@ -97,8 +99,34 @@ class LoadedModel(ABC):
         """Wire bytes in, task output out."""
         import torch
 
+        from servingbench.devices import to_host
+
         with torch.inference_mode():
-            return self.postprocess(self.network(self.preprocess(data)))
+            return self.postprocess(to_host(self.run_network(self.preprocess(data))))
+
+    def run_network(self, tensor: Any) -> Any:
+        """The network on preprocess()'s output (or a batch of them), moved to the model's device and dtype;
+        half-precision outputs come back as float32, still on the device."""
+        if (self.device, self.dtype) == ("cpu", "float32"):
+            return self.network(tensor)
+        from servingbench.devices import to_device, to_float32
+
+        return to_float32(self.network(to_device(tensor, self.device, self.dtype)))
+
+    def on_device(self, device: str, dtype: str = "float32") -> "LoadedModel":
+        """This model with its network moved to `device` in `dtype` (the module itself moves: it is shared)."""
+        if (device, dtype) == ("cpu", "float32"):
+            return self
+        from servingbench.devices import torch_dtype
+
+        self.network.to(device=device, dtype=torch_dtype(dtype))
+        return self.placed(device, dtype)
+
+    def placed(self, device: str, dtype: str = "float32") -> "LoadedModel":
+        """The same model, its inputs sent to `device` in `dtype` (a network already there: a loaded export)."""
+        clone = copy.copy(self)
+        clone.device, clone.dtype = device, dtype
+        return clone
 
     def traceable(self) -> Any:
         """The network as a torch.nn.Module that torch.jit.trace / torch.onnx.export accept with
@@ -134,6 +162,7 @@ class ModelSpec(ABC):
     size: Size = "tiny"
     weights: WeightsSource = field(default_factory=lambda: WeightsSource("random"))
     entry: ModelEntry | None = None  # how the study named it; None: this class's registered name
+    dtype: str = "float32"  # the precision it is served in (server.dtype): compare()'s tolerance follows it
 
     def __post_init__(self) -> None:
         if self.entry is None:

@@ -53,8 +53,9 @@ def _close(want: list[float], got: list[float], tolerance: float, what: str) -> 
     return Verdict(True)
 
 
-def compare_tokens(expected: Output, actual: Output) -> Verdict:
-    """Identical token ids and text (greedy decoding leaves no room for drift)."""
+def compare_tokens(expected: Output, actual: Output, may_differ: float = 0.0) -> Verdict:
+    """Identical token ids and text (greedy decoding leaves no room for drift in float32); below it, as many token
+    ids as `may_differ` (a fraction of the positions) may differ."""
     try:
         want_ids, got_ids = [int(x) for x in expected["token_ids"]], [int(x) for x in actual["token_ids"]]
         want_text, got_text = str(expected["text"]), str(actual["text"])
@@ -62,6 +63,10 @@ def compare_tokens(expected: Output, actual: Output) -> Verdict:
         return Verdict(False, f"malformed output: {error!r}")
     if want_ids == got_ids and want_text == got_text:
         return Verdict(True)
+    differing = sum(a != b for a, b in zip(want_ids, got_ids)) + abs(len(want_ids) - len(got_ids))
+    if differing <= may_differ * max(len(want_ids), 1):
+        return Verdict(True, f"{differing} of {len(want_ids)} token ids differ, within reduced precision's "
+                             f"{may_differ:.0%}")
     if want_text == got_text:
         return Verdict(False, f"same text but token ids differ from position {_first_difference(want_ids, got_ids)}")
     # Long texts: show both from just before where they part.

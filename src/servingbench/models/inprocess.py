@@ -5,6 +5,7 @@ import time
 from collections.abc import Sequence
 from itertools import cycle, islice
 
+from ..devices import synchronize
 from ..errors import ServingbenchError
 from .base import LoadedModel, Output, Sample
 
@@ -26,8 +27,10 @@ def measure_latency_ms(loaded: LoadedModel, samples: Sequence[Sample], iteration
     inputs = islice(cycle([sample.data for sample in samples]), warmup + iterations)
     latencies = []
     for i, data in enumerate(inputs):
+        synchronize(loaded.device)  # nothing of the previous call still running on a GPU
         start = time.perf_counter_ns()
         loaded.predict(data)
+        synchronize(loaded.device)
         elapsed = time.perf_counter_ns() - start
         if i >= warmup:
             latencies.append(elapsed / 1e6)

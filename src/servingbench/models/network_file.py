@@ -22,20 +22,44 @@ NETWORK_STEM = "network"  # save() copies the file in as network<suffix>
 class OnnxNetwork:
     """An onnxruntime session called like a torch network: a tensor in, its first (or named) output out."""
 
-    def __init__(self, path: Path, threads: int, input_name: str | None = None, output_name: str | None = None):
+    def __init__(self, path: Path, threads: int, input_name: str | None = None, output_name: str | None = None,
+                 device: str = "cpu"):
         import onnxruntime
 
+        self.path, self.threads = path, threads
         options = onnxruntime.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.session = onnxruntime.InferenceSession(str(path), options, providers=_providers(device))
         self.input_name = input_name or self.session.get_inputs()[0].name
         self.output_name = output_name or self.session.get_outputs()[0].name
+
+    def to(self, device: str, dtype: Any = None) -> "OnnxNetwork":
+        """On a GPU: the same file in a CUDA session. The file's own precision stays (an ONNX graph isn't cast)."""
+        if device != "cpu":
+            self.__init__(self.path, self.threads, self.input_name, self.output_name, device)  # type: ignore[misc]
+        return self
 
     def __call__(self, tensor: Any) -> Any:
         import torch
 
-        return torch.from_numpy(self.session.run([self.output_name], {self.input_name: tensor.numpy()})[0])
+        from servingbench.devices import to_float32, to_host
+
+        # float32 in, whatever run_network sent: onnxruntime copies to its device itself
+        array = to_host(to_float32(tensor)).numpy()
+        return torch.from_numpy(self.session.run([self.output_name], {self.input_name: array})[0])
+
+
+def _providers(device: str) -> list[str]:
+    """onnxruntime's execution providers for `device`; on a GPU its CUDA one must be there (onnxruntime-gpu)."""
+    import onnxruntime
+
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
+        raise ServingbenchError(f"onnxruntime {onnxruntime.__version__} here has no CUDA execution provider: "
+                                "pip install onnxruntime-gpu, or use server.runtime torchscript on the GPU")
+    return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
 
 class BareNetwork(LoadedModel):

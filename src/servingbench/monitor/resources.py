@@ -6,6 +6,7 @@ stubs), so each sample sums the process and all its descendants.
 from __future__ import annotations
 
 import csv
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -13,9 +14,11 @@ from pathlib import Path
 
 import psutil
 
+from servingbench.devices import VISIBLE, visible_indices
+
 MB = 2**20
 COLUMNS = ("t_ns", "server_cpu_percent", "server_rss_mb", "load_cpu_percent", "load_rss_mb",
-           "gpu_util_percent", "gpu_memory_mb")
+           "gpu_util_percent", "gpu_memory_mb", "gpu_power_w")
 
 
 class ProcessTree:
@@ -47,7 +50,8 @@ class ProcessTree:
 
 
 class Gpus:
-    """Utilisation and memory summed over NVIDIA GPUs; absent (None) without NVML."""
+    """Utilisation, memory and power summed over the NVIDIA GPUs this process may use (CUDA_VISIBLE_DEVICES: a
+    study's GPU once devices.pin ran, none on the CPU); absent (None) without NVML."""
 
     def __init__(self):
         self.handles = []
@@ -56,16 +60,23 @@ class Gpus:
 
             pynvml.nvmlInit()
             self.nvml = pynvml
-            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+            indices = visible_indices(list(range(pynvml.nvmlDeviceGetCount())), os.environ.get(VISIBLE))
+            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in indices]
         except Exception:  # no package, no driver, no GPU: telemetry goes on without it
             self.handles = []
 
-    def sample(self) -> tuple[float, float] | None:
+    def sample(self) -> tuple[float, float, float | None] | None:
         if not self.handles:
             return None
         util = sum(self.nvml.nvmlDeviceGetUtilizationRates(h).gpu for h in self.handles)
         memory = sum(self.nvml.nvmlDeviceGetMemoryInfo(h).used for h in self.handles) / MB
-        return float(util), memory
+        return float(util), memory, self._power_w()
+
+    def _power_w(self) -> float | None:
+        try:  # milliwatts; some boards (and vGPUs) don't report it
+            return sum(self.nvml.nvmlDeviceGetPowerUsage(h) for h in self.handles) / 1000
+        except self.nvml.NVMLError:
+            return None
 
 
 @dataclass
@@ -109,7 +120,7 @@ class ResourceSampler:
             load = self._trees["load"].sample() if "load" in self._trees else None
             gpu = self._gpus.sample()
             self.rows.append((time.perf_counter_ns(), *(server or (None, None)), *(load or (None, None)),
-                              *(gpu or (None, None))))
+                              *(gpu or (None, None, None))))
 
 
 def write_csv(rows: list[tuple], path: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zipfile
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -44,6 +44,8 @@ def deployed(adapter: Adapter, model: ModelSpec, loaded: LoadedModel, run_dir: P
     artifact = adapter.package(model, loaded, run_dir)
     ports = ports or Ports.of(free_ports(Ports.COUNT))
     launch = adapter.launch_spec(artifact, ports, run_dir)  # writes the server's config files next to it
+    # the study's GPU alone, or none (devices.py), whatever the framework
+    launch = replace(launch, env={**launch.env, **adapter.placement.server_env()})
     if adapter.container:  # the same launch, in the framework's image; the artifact bound read-only
         launch = containerised(launch, adapter.container, read_only=(artifact.path,))
     if on_packaged:

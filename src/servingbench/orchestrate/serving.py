@@ -36,7 +36,8 @@ def serving(adapter: Adapter, model: ModelSpec, loaded: LoadedModel, samples: li
             record: Callable[[Deployment], None]) -> Iterator[Serving]:
     """Package, launch (timed: the cold start), check answers unless `check_timeout_s` is None. `record` gets the
     Deployment once packaged (so a server that never gets ready still leaves its evidence) and again when ready."""
-    deployment = Deployment(framework=adapter.name, model=model.name, pipeline=adapter.pipeline, status="failed")
+    deployment = Deployment(framework=adapter.name, model=model.name, pipeline=adapter.pipeline, status="failed",
+                            device=adapter.placement.label)
 
     def record_package(artifact: Artifact) -> None:
         files, size, lines = package_stats(artifact, run_dir)

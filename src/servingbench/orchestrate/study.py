@@ -12,6 +12,7 @@ from servingbench.adapters.base import Adapter
 from servingbench.analysis.slo import apply_gates, parse_gates
 from servingbench.analysis.stats import latency_summary
 from servingbench.config import Study, dump_study
+from servingbench.devices import load_placed, place
 from servingbench.display import Display
 from servingbench.errors import ServingbenchError, UnsupportedModel, describe
 from servingbench.models import get_model
@@ -36,8 +37,9 @@ class StudyRunner:
         # Resolve every name before any work, so a typo fails in a second, not after an hour.
         self.adapters: list[Adapter] = [get_adapter(name, study, pipeline) for name in study.frameworks
                                         for pipeline in study.pipeline]
-        self.models: list[ModelSpec] = [get_model(name, study.size, study.weights, study.seed)
+        self.models: list[ModelSpec] = [get_model(name, study.size, study.weights, study.seed, study.server.dtype)
                                         for name in study.models]
+        self.placement = place(study.server.device, study.server.dtype)  # what every adapter found
         self.results = ResultsDir.create(out)
         self.resuming = previous is not None
         self.summary = previous or Summary(servingbench_version=servingbench.__version__, study=study.name,
@@ -51,7 +53,8 @@ class StudyRunner:
         else:
             self.results.write_text("study.yaml", dump_study(self.study))
             self.results.write_json("environment.json", collect_environment(
-                self.study.server.threads, {a.name: a.container for a in self.adapters if a.container}))
+                self.study.server.threads, {a.name: a.container for a in self.adapters if a.container},
+                self.placement))
             self.results.save_summary(self.summary)
         torch.set_num_threads(self.study.server.threads)
         for model in self.models:
@@ -67,15 +70,16 @@ class StudyRunner:
                                      self.summary)) for adapter in self.adapters]
         if not any(cells for _, cells in work):
             return self.display.stage(f"{model.name}: every cell finished in the run resumed")
-        self.display.stage(f"{model.name}: building the model ({model.size}, weights {model.weights})")
-        loaded = model.load()
+        self.display.stage(f"{model.name}: building the model ({model.size}, weights {model.weights}) on "
+                           f"{self.placement.label}")
+        loaded = load_placed(model, self.placement)
         samples = model.samples()
         references = reference_outputs(loaded, samples)
         inprocess = measure_latency_ms(loaded, samples, self.study.inprocess_iterations, warmup=2) \
             if self.study.inprocess_iterations else []
         self.summary.models = [m for m in self.summary.models if m.name != model.name]  # resumed: measured anew
         self.summary.models.append(ModelInfo(name=model.name, task=model.task, size=model.size,
-                                             weights=str(model.weights),
+                                             weights=str(model.weights), device=self.placement.label,
                                              inprocess_latency_ms=latency_summary(np.asarray(inprocess))))
         self.results.save_summary(self.summary)
         for adapter, cells in work:
@@ -103,6 +107,7 @@ class StudyRunner:
         # Deployed again: a resumed run's record of this server replaces the earlier one.
         served = (adapter.name, model.name, adapter.pipeline)
         self.summary.deployments = [d for d in self.summary.deployments if (d.framework, d.model, d.pipeline) != served]
+        cells = [cell.model_copy(update={"device": self.placement.label}) for cell in cells]
         for cell in cells:
             if self.resuming:
                 self.display.stage(resume_note(cell, self.summary, self.study.load.repetitions))
@@ -114,7 +119,7 @@ class StudyRunner:
         if reason:
             return self._mark_running("unsupported", reason)
         self.display.stage(f"{model.name} · {served_label(adapter.name, adapter.pipeline)}: packaging and starting "
-                           "the server")
+                           f"the server on {self.placement.label}")
         try:
             self._deploy_and_load(adapter, model, loaded, samples, references, cells)
         except UnsupportedModel as exc:  # found while packaging, e.g. an export that can't exist

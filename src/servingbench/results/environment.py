@@ -11,6 +11,7 @@ from pathlib import Path
 import psutil
 
 import servingbench
+from servingbench.devices import Placement, gpu_host
 from servingbench.launch.containers import Container, image_digest
 from servingbench.results.store import now_iso
 
@@ -44,8 +45,10 @@ def _git_sha() -> str | None:
     return out.stdout.strip() or None
 
 
-def collect_environment(threads: int, containers: dict[str, Container] | None = None) -> dict:
-    """What the numbers were measured on; `containers`: the framework servers that ran in one, by framework."""
+def collect_environment(threads: int, containers: dict[str, Container] | None = None,
+                        placement: Placement | None = None) -> dict:
+    """What the numbers were measured on; `containers`: the framework servers that ran in one, by framework;
+    `placement`: the device the study's models ran on (None: no model of servingbench's, an endpoint)."""
     return {
         "servingbench": servingbench.__version__,
         "git_sha": _git_sha(),
@@ -55,7 +58,9 @@ def collect_environment(threads: int, containers: dict[str, Container] | None = 
         "platform": platform.platform(),
         "cpu": {"model": _cpu_model(), "logical_cores": psutil.cpu_count(), "physical_cores": psutil.cpu_count(False)},
         "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "gpus": _gpus(),
+        **gpu_host().as_json(),
+        "device": placement.label if placement else None,
+        "device_asked": placement.asked if placement else None,
         "threads_per_model_worker": threads,
         "thread_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
         "packages": {p: v for p in PACKAGES if (v := _version(p))},
@@ -63,11 +68,3 @@ def collect_environment(threads: int, containers: dict[str, Container] | None = 
                        for name, c in (containers or {}).items()},
     }
 
-
-def _gpus() -> list[str]:
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return [line.strip() for line in out.stdout.splitlines() if line.strip()]

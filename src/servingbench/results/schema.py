@@ -67,6 +67,7 @@ class TrialResources(BaseModel):
     load_rss_mb: Stat | None = None
     gpu_util_percent: Stat | None = None
     gpu_memory_mb: Stat | None = None
+    gpu_power_w: Stat | None = None
 
 
 class Stability(BaseModel):
@@ -229,6 +230,8 @@ class CellSummary(BaseModel):
     latency_percentile: float | None = None
     status: CellStatus
     reason: str = ""
+    device: str = Field("", description="where the network ran: cpu, cuda:N (its name), with a dtype below float32; "
+                                        "empty: not servingbench's to place (an endpoint)")
     correct: Correctness | None = None
     repetitions: list[TrialSummary] = Field(default_factory=list)
     requests: int = 0
@@ -292,6 +295,7 @@ class Deployment(BaseModel):
     package_bytes: int = 0
     package_text_lines: int = Field(0, description="lines of generated text files (configs, handlers)")
     runtime: str = Field("", description="what ran the network inside the server: eager, torchscript, onnxruntime")
+    device: str = Field("", description="the device it ran on (CellSummary.device)")
     startup_s: float | None = Field(None, description="cold start: launch to ready")
     idle_rss_mb: float | None = Field(None, description="server process tree memory once ready, before load")
 
@@ -301,6 +305,7 @@ class ModelInfo(BaseModel):
     task: str
     size: str
     weights: str
+    device: str = Field("", description="where the in-process model ran (CellSummary.device)")
     inprocess_latency_ms: LatencyMs | None = Field(None, description="the lower bound any server can reach")
 
 

@@ -65,6 +65,7 @@ RESOURCE_METRICS = (
            _trial_mean("load_cpu_us_per_request"), optional=True),
     Metric("gpu_util", "GPU utilisation (mean)", "%", _resource("gpu_util_percent", "mean"), optional=True),
     Metric("gpu_memory", "GPU memory (peak)", "MB", _resource("gpu_memory_mb", "max"), optional=True),
+    Metric("gpu_power", "GPU power (mean)", "W", _resource("gpu_power_w", "mean"), optional=True),
 )
 NOT_MEASURED = ("unsupported", "failed")
 

@@ -22,6 +22,7 @@ from servingbench.adapters.base import Adapter
 from servingbench.analysis.cost import request_cost
 from servingbench.analysis.stats import PERCENTILES, estimate
 from servingbench.config import LoadSettings, Study, TuneSettings, dump_study, with_settings
+from servingbench.devices import load_placed, place
 from servingbench.display import Display
 from servingbench.errors import ServingbenchError, UnsupportedModel, describe
 from servingbench.models import get_model
@@ -72,7 +73,9 @@ class TuneRunner:
         # Every name resolved before any work, so a typo fails in a second, not after an hour.
         self.adapters: list[Adapter] = [get_adapter(name, study) for name in study.frameworks]
         self.models: list[tuple[ModelEntry, ModelSpec]] = [
-            (entry, get_model(entry, study.size, study.weights, study.seed)) for entry in study.models]
+            (entry, get_model(entry, study.size, study.weights, study.seed, study.server.dtype))
+            for entry in study.models]
+        self.placement = place(study.server.device, study.server.dtype)  # what every adapter found
         if self.tune.knobs:
             unknown = unknown_knob_names(self.tune.knobs, {a.name: a.knobs(self.host) for a in self.adapters})
             if unknown:
@@ -97,11 +100,12 @@ class TuneRunner:
     def run(self) -> TuneSummary:
         self.results.write_text("study.yaml", dump_study(self.study))
         self.results.write_json("environment.json", collect_environment(
-            self.study.server.threads, {a.name: a.container for a in self.adapters if a.container}))
+            self.study.server.threads, {a.name: a.container for a in self.adapters if a.container}, self.placement))
         self._save()
         for entry, model in self.models:
-            self.display.stage(f"{model.name}: building the model ({model.size}, weights {model.weights})")
-            loaded = model.load()
+            self.display.stage(f"{model.name}: building the model ({model.size}, weights {model.weights}) on "
+                               f"{self.placement.label}")
+            loaded = load_placed(model, self.placement)
             samples = model.samples()
             references = reference_outputs(loaded, samples)
             for adapter in self.adapters:
