@@ -3,6 +3,7 @@ configuration, and the correctness check's tolerance following the dtype. A GPU 
 generated GPU configurations are checked against a FAKE_GPU_HOST (two GPUs NVML would list), field by field."""
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -45,6 +46,12 @@ FAKE_GPU_HOST = devices.GpuHost(gpus=(devices.Gpu(0, "FAKE GPU A", 16384), devic
 @pytest.fixture
 def fake_gpus(monkeypatch):
     monkeypatch.setattr(devices, "gpu_host", lambda: FAKE_GPU_HOST)
+
+
+def remove_scratch(launch) -> None:
+    """A launch spec that is never launched: its short scratch folders (in /tmp) are this test's to remove."""
+    for folder in launch.scratch_dirs:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def study_on(device: str, **overrides):
@@ -91,7 +98,8 @@ def test_torchserve_config_puts_its_workers_on_the_gpu(fake_gpus, tmp_path):
         run_dir = tmp_path / device
         run_dir.mkdir()
         artifact = Artifact("torchserve", "resnet50", tmp_path / "store" / "resnet50.mar")
-        adapter.launch_spec(artifact, Ports(18000, 18001, 18002, (18003, 18004)), run_dir)
+        launch = adapter.launch_spec(artifact, Ports(18000, 18001, 18002, (18003, 18004)), run_dir)
+        remove_scratch(launch)
         properties = dict(line.split("=", 1) for line in (run_dir / "config.properties").read_text().splitlines())
         assert properties["number_of_gpu"] == gpus  # 0: TorchServe would otherwise take every GPU it finds
         models = json.loads(properties["models"])["resnet50"]["1.0"]
@@ -141,7 +149,9 @@ def test_tfserving_gets_a_gpu_memory_fraction_and_its_gpu_image(fake_gpus, tmp_p
 def test_python_frameworks_hand_the_gpu_to_their_workers(fake_gpus, tmp_path):
     artifact = Artifact("litserve", "resnet50", tmp_path / "model")
     for device, accelerator in (("cuda", "cuda"), ("cpu", "cpu")):
-        argv = list(get_adapter("litserve", study_on(device)).launch_spec(artifact, Ports(1, 2, 3), tmp_path).argv)
+        launch = get_adapter("litserve", study_on(device)).launch_spec(artifact, Ports(1, 2, 3), tmp_path)
+        remove_scratch(launch)
+        argv = list(launch.argv)
         assert argv[argv.index("--accelerator") + 1] == accelerator
     ray = get_adapter("rayserve", study_on("cuda", **{"server.workers": 4}))
     assert ray._gpus_per_replica() == 0.25  # four replicas share the GPU; Ray hides it from actors asking none

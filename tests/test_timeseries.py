@@ -30,10 +30,10 @@ def test_bins_by_completion_with_warmup_failures_silence_and_cpu(tmp_path):
         "latency_us": [500_000, 2_100_000, 300_000, 700_000, 700_000, 1_400_000],
         "ok": [True, True, True, False, True, True],
     })
-    write_csv([(int(start + 0.2 * S), 10.0, 1.0, None, None, None, None),
-               (int(start + 0.7 * S), 20.0, 1.0, None, None, None, None),
-               (int(start + 2.4 * S), None, None, None, None, None, None),  # the server tree was not readable
-               (start + 4 * S, 50.0, 1.0, None, None, None, None)], tmp_path / "telemetry.csv")
+    write_csv([(int(start + 0.2 * S), 10.0, 1.0, None, None, None, None, None),
+               (int(start + 0.7 * S), 20.0, 1.0, None, None, None, None, None),
+               (int(start + 2.4 * S), None, None, None, None, None, None, None),  # the server tree was not readable
+               (start + 4 * S, 50.0, 1.0, None, None, None, None, None)], tmp_path / "telemetry.csv")
     pq.write_table(records, tmp_path / "records.parquet")
     series = read_trial_series(tmp_path / "records.parquet", tmp_path / "telemetry.csv")
     assert series.warmup_end_s == 2.0

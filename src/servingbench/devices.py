@@ -113,6 +113,7 @@ class Placement:
     asked: str
     gpu: Gpu | None
     dtype: Dtype = "float32"
+    number: int = 0  # the GPU's N in cuda:N as this process counts them (CUDA_VISIBLE_DEVICES' order)
 
     @property
     def torch_device(self) -> str:
@@ -122,7 +123,7 @@ class Placement:
     @property
     def label(self) -> str:
         """For cells, the console and reports: "cpu", "cuda:0 (NVIDIA H200)", with a dtype other than float32."""
-        where = f"cuda:{self.gpu.index} ({self.gpu.name})" if self.gpu else "cpu"
+        where = f"cuda:{self.number} ({self.gpu.name})" if self.gpu else "cpu"
         return where if self.dtype == "float32" else f"{where}, {self.dtype}"
 
     def server_env(self) -> dict[str, str]:
@@ -142,7 +143,7 @@ def place(asked: str, dtype: Dtype = "float32") -> Placement:
         raise ServingbenchError(f"server.device {asked}: no GPU here: {host.none_because}; use device cpu or auto")
     if number >= len(host.gpus):
         raise ServingbenchError(f"server.device {asked}: no such GPU; this host has {host.describe()}")
-    return Placement(asked, host.gpus[number], dtype)
+    return Placement(asked, host.gpus[number], dtype, number)
 
 
 def pin(placement: Placement) -> None:
