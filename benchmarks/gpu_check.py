@@ -3,7 +3,8 @@
     python benchmarks/gpu_check.py RESULTS/summary.json
 
 Reads summary.json as plain JSON (no servingbench, no pydantic), so any Python 3 runs it. Prints, per model
-and framework (and once per model, the device it ran on): mean (the study's statistic), p50 and p99 latency at the fewest users;
+and framework (and once per model, the device it ran on): mean (the study's statistic), p50 and p99 latency at
+the fewest users;
 throughput at the fewest and the most users; the GPU's utilisation, peak memory and power at the most users,
 where the trials sampled them; then the study's figures for the same model. Exit 0 when every cell is ok (or
 unsupported) and the study finished, 1 when a cell failed, nothing was measured or the study stopped early, 2 when
@@ -99,7 +100,8 @@ def table(summary: dict) -> tuple[list[str], list[str]]:
             util, memory = _resource(last, "gpu_util_percent", "mean"), _resource(last, "gpu_memory_mb", "max")
             power = _resource(last, "gpu_power_w", "mean")
             statuses = ",".join(dict.fromkeys(c["status"] for c in by_users.values()))
-            lines.append(f"{label:<22}{_number(latency.get('mean')):>13}{_number(latency.get('p50')):>12}{_number(latency.get('p99')):>12}"
+            lines.append(f"{label:<22}{_number(latency.get('mean')):>13}{_number(latency.get('p50')):>12}"
+                         f"{_number(latency.get('p99')):>12}"
                          f"{_number(_throughput(first)):>10}{_number(_throughput(last)):>10}"
                          f"{_number(_mean(util), 1):>11}{_number(max(memory) if memory else None, 0):>9}"
                          f"{_number(_mean(power), 1):>8}  {statuses}")

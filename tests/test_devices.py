@@ -142,7 +142,8 @@ def test_tfserving_gets_a_gpu_memory_fraction_and_its_gpu_image(fake_gpus, tmp_p
     argv = on_gpu.launch_spec(artifact, Ports(8601, 8600, 8602), tmp_path / "gpu").argv
     assert "--per_process_gpu_memory_fraction=0.3" in argv
     on_cpu = get_adapter("tfserving", study_on("cpu", **{"server.options": options}))
-    assert not any("per_process_gpu" in arg for arg in on_cpu.launch_spec(artifact, Ports(8601, 8600, 8602), tmp_path / "cpu").argv)
+    cpu_argv = on_cpu.launch_spec(artifact, Ports(8601, 8600, 8602), tmp_path / "cpu").argv
+    assert not any("per_process_gpu" in arg for arg in cpu_argv)
     assert on_gpu.container_image_gpu == "tensorflow/serving:2.19.0-gpu"
 
 
@@ -186,7 +187,8 @@ def test_tolerance_follows_the_dtype():
 
 def test_gpu_telemetry_columns_are_summarised_with_power():
     assert COLUMNS[-3:] == ("gpu_util_percent", "gpu_memory_mb", "gpu_power_w")
-    rows = [(t, 50.0, 100.0, 10.0, 20.0, util, 2000.0, power) for t, util, power in ((1, 40.0, 100.0), (2, 60.0, 300.0))]
+    rows = [(t, 50.0, 100.0, 10.0, 20.0, util, 2000.0, power)
+            for t, util, power in ((1, 40.0, 100.0), (2, 60.0, 300.0))]
     resources = summarize_resources(rows, 0, 10, 0.5)
     assert (resources.gpu_util_percent.mean, resources.gpu_memory_mb.max, resources.gpu_power_w.mean) == (50, 2000, 200)
     assert Gpus().sample() is None  # no NVML here: telemetry goes on without it

@@ -81,19 +81,22 @@ def gpu_host() -> GpuHost:
     for index in range(pynvml.nvmlDeviceGetCount()):
         handle = pynvml.nvmlDeviceGetHandleByIndex(index)
         name = pynvml.nvmlDeviceGetName(handle)
-        found.append(Gpu(index, name.decode() if isinstance(name, bytes) else name,
-                         pynvml.nvmlDeviceGetMemoryInfo(handle).total // 2**20))
-    driver = pynvml.nvmlSystemGetDriverVersion()
+        found.append(Gpu(index, _text(name), pynvml.nvmlDeviceGetMemoryInfo(handle).total // 2**20))
+    driver = _text(pynvml.nvmlSystemGetDriverVersion())
     version = pynvml.nvmlSystemGetCudaDriverVersion()
     cuda_driver = f"{version // 1000}.{version % 1000 // 10}"
     by_index = {g.index: g for g in found}
     gpus = [by_index[i] for i in visible_indices(list(by_index), os.environ.get(VISIBLE))]
-    why = torch_why if gpus else (f"{VISIBLE}={os.environ.get(VISIBLE)!r} hides them" if found
-                                  else "the NVIDIA driver lists none")
     if gpus and torch_cuda is None:  # a GPU torch can't use is no GPU for servingbench
-        return GpuHost((), driver if isinstance(driver, str) else driver.decode(), cuda_driver, None,
-                       f"{len(gpus)} GPU(s) here, but {torch_why}")
-    return GpuHost(tuple(gpus), driver if isinstance(driver, str) else driver.decode(), cuda_driver, torch_cuda, why)
+        return GpuHost((), driver, cuda_driver, None, f"{len(gpus)} GPU(s) here, but {torch_why}")
+    why = "" if gpus else (f"{VISIBLE}={os.environ.get(VISIBLE)!r} hides them" if found
+                           else "the NVIDIA driver lists none")
+    return GpuHost(tuple(gpus), driver, cuda_driver, torch_cuda, why)
+
+
+def _text(value: str | bytes) -> str:
+    """NVML's strings: bytes in older nvidia-ml-py releases."""
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def visible_indices(indices: list[int], variable: str | None) -> list[int]:
@@ -157,37 +160,35 @@ def torch_dtype(dtype: str) -> Any:
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
 
 
-def to_device(value: Any, device: str, dtype: str) -> Any:
-    """A tensor (or tuple/list of them) on `device`, float32 ones in `dtype`; others as they are."""
+def _each_tensor(value: Any, convert: Any) -> Any:
+    """`convert` applied to a tensor, or to each tensor of a tuple/list (a network's outputs); others as they are."""
     import torch
 
     if isinstance(value, torch.Tensor):
-        return value.to(device, torch_dtype(dtype)) if value.dtype == torch.float32 else value.to(device)
+        return convert(value)
     if isinstance(value, (tuple, list)):
-        return type(value)(to_device(v, device, dtype) for v in value)
+        return type(value)(_each_tensor(v, convert) for v in value)
     return value
+
+
+def to_device(value: Any, device: str, dtype: str) -> Any:
+    """Tensors on `device`, float32 ones in `dtype`; others as they are."""
+    import torch
+
+    return _each_tensor(value, lambda t: t.to(device, torch_dtype(dtype)) if t.dtype == torch.float32
+                        else t.to(device))
 
 
 def to_float32(value: Any) -> Any:
-    """Half-precision tensors (or tuples/lists of them) as float32, where they are: the network's boundary."""
+    """Half-precision tensors as float32, where they are: the network's boundary."""
     import torch
 
-    if isinstance(value, torch.Tensor):
-        return value.float() if value.dtype in (torch.float16, torch.bfloat16) else value
-    if isinstance(value, (tuple, list)):
-        return type(value)(to_float32(v) for v in value)
-    return value
+    return _each_tensor(value, lambda t: t.float() if t.dtype in (torch.float16, torch.bfloat16) else t)
 
 
 def to_host(value: Any) -> Any:
-    """Tensors (or tuples/lists of them) back in this process's memory, for postprocessing."""
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        return value.cpu()
-    if isinstance(value, (tuple, list)):
-        return type(value)(to_host(v) for v in value)
-    return value
+    """Tensors back in this process's memory, for postprocessing."""
+    return _each_tensor(value, lambda t: t.cpu())
 
 
 def synchronize(device: str) -> None:

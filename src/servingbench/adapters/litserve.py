@@ -1,8 +1,8 @@
 """`litserve`: the model as a LitServe LitAPI, run by a LitServer (uvicorn front processes, inference workers).
 
 The server is the script `litserve_app.py`. Study settings that reach it: `server.workers` (LitServer's
-`workers_per_device` on one device, the CPU or the study's GPU (`server.device`): inference processes, each with its own model, and as many
-uvicorn processes), `server.threads` and `server.runtime` (through the served-model folder);
+`workers_per_device` on one device, the CPU or the study's GPU (`server.device`): inference processes,
+each with its own model, and as many uvicorn processes), `server.threads` and `server.runtime` (through the served-model folder);
 `server.options.litserve`: max_batch_size (LitAPI's, 1: no batching) and batch_timeout_s (LitAPI's
 `batch_timeout`: how long a batch waits to fill), timeout_s (LitServer's `timeout`: a request waiting
 longer gets 504). A bad input fails its request with 400, and with batching on, the whole batch it

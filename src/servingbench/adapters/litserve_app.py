@@ -54,7 +54,8 @@ def main() -> None:
     parser.add_argument("--accelerator", choices=("cpu", "cuda"), default="cpu")
     args = parser.parse_args()
     api = ServedModelAPI(args.model_dir, args.max_batch_size, args.batch_timeout_s)
-    server = ls.LitServer(api, accelerator=args.accelerator, devices=1, workers_per_device=args.workers, timeout=args.timeout_s)
+    server = ls.LitServer(api, accelerator=args.accelerator, devices=1, workers_per_device=args.workers,
+                          timeout=args.timeout_s)
     # LitServe's defaults are 0.0.0.0 and a client.py written into the working directory: neither here.
     server.run(host="127.0.0.1", port=args.port, generate_client_file=False)
 

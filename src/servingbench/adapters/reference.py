@@ -2,7 +2,8 @@
 
 Whatever a framework adds on top of this (queueing, serialisation, workers, protocol) is its
 serving overhead. The server itself is `reference_server.py`. It reads `server.threads` (torch threads)
-only, always runs the eager model (on `server.device`, as the served-model folder says) and has one process: `servingbench tune` searches its threads.
+only, always runs the eager model (on `server.device`, as the served-model folder says) and has one
+process: `servingbench tune` searches its threads.
 """
 from __future__ import annotations
 

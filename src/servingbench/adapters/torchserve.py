@@ -7,8 +7,8 @@ the handler: torchscript as the study, eager or onnxruntime); `server.options.to
 batch_size, max_batch_delay_ms, job_queue_size (TorchServe answers 503 beyond it, as the study saw
 with BART), response_timeout_s, token_auth (TorchServe's default; off here unless asked for),
 archive_format (auto | default | no-archive). `server.device`: GPU workers (`number_of_gpu` 1, the handler on
-the gpu_id TorchServe hands it) or none (0: TorchServe would take every GPU it finds). `servingbench tune` searches workers, threads, runtime,
-batch_size and max_batch_delay_ms; `write_config` writes the tuned deployment as TorchServe's own
+the gpu_id TorchServe hands it) or none (0: TorchServe would take every GPU it finds). `servingbench tune`
+searches workers, threads, runtime, batch_size and max_batch_delay_ms; `write_config` writes the tuned deployment as TorchServe's own
 config.properties beside a model store, served by `torchserve --ts-config config.properties`.
 """
 from __future__ import annotations

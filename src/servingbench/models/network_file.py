@@ -24,20 +24,23 @@ class OnnxNetwork:
 
     def __init__(self, path: Path, threads: int, input_name: str | None = None, output_name: str | None = None,
                  device: str = "cpu"):
-        import onnxruntime
-
         self.path, self.threads = path, threads
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(str(path), options, providers=_providers(device))
+        self.session = self._session(device)
         self.input_name = input_name or self.session.get_inputs()[0].name
         self.output_name = output_name or self.session.get_outputs()[0].name
+
+    def _session(self, device: str) -> Any:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self.threads
+        options.inter_op_num_threads = 1
+        return onnxruntime.InferenceSession(str(self.path), options, providers=_providers(device))
 
     def to(self, device: str, dtype: Any = None) -> "OnnxNetwork":
         """On a GPU: the same file in a CUDA session. The file's own precision stays (an ONNX graph isn't cast)."""
         if device != "cpu":
-            self.__init__(self.path, self.threads, self.input_name, self.output_name, device)  # type: ignore[misc]
+            self.session = self._session(device)
         return self
 
     def __call__(self, tensor: Any) -> Any:
